@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Build the systemd-ready Debian 12 image that plays a "GPU server" in molecule and the sandbox.
+#
+#   scripts/build_base_image.sh [--force]
+#
+# Source of the root filesystem (TFS_FLEET_BASE_SOURCE):
+#   auto (default)  pull debian:12 when a registry answers, otherwise debootstrap
+#   registry        docker build FROM debian:12 (needs a registry)
+#   debootstrap     debootstrap + docker import (needs root and the debootstrap package)
+# The image is cached: it is rebuilt only when this recipe changes (label tfs-fleet.recipe)
+# or with --force. Users with a registry point molecule and the sandbox at other images
+# (Ubuntu 22.04/24.04) with TFS_FLEET_TEST_IMAGE instead.
+set -euo pipefail
+
+IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/debian12-systemd:latest}
+SOURCE=${TFS_FLEET_BASE_SOURCE:-auto}
+SUITE=bookworm
+PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,gnupg,curl,iproute2,procps,kmod,rsync,sudo,less"
+FORCE=0
+[ "${1:-}" = "--force" ] && FORCE=1
+
+log() { printf 'build_base_image: %s\n' "$*" >&2; }
+recipe=$( { cat "$0"; echo "$SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
+
+if [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE" 2>/dev/null) \
+   && [ "$have" = "$recipe" ]; then
+  log "$IMAGE is up to date (recipe $recipe)"
+  exit 0
+fi
+
+# Instructions that turn a plain root filesystem into a systemd "server".
+dockerfile_tail() {
+  cat <<'DOCKERFILE'
+ENV container=docker
+RUN find /etc/systemd/system /lib/systemd/system/multi-user.target.wants \
+      /lib/systemd/system/sysinit.target.wants -name '*getty*' -delete 2>/dev/null; \
+    rm -f /lib/systemd/system/sysinit.target.wants/systemd-firstboot.service \
+          /etc/machine-id; touch /etc/machine-id; \
+    systemctl mask systemd-logind.service getty.target console-getty.service \
+          systemd-udevd.service systemd-udev-trigger.service 2>/dev/null || true
+STOPSIGNAL SIGRTMIN+3
+VOLUME ["/var/lib/docker"]
+CMD ["/lib/systemd/systemd"]
+DOCKERFILE
+}
+
+workdir=$(mktemp -d)
+trap 'rm -rf "$workdir"' EXIT
+start=$(date +%s)
+
+if [ "$SOURCE" = auto ]; then
+  if timeout 30 docker pull -q debian:12 >/dev/null 2>&1; then SOURCE=registry; else SOURCE=debootstrap; fi
+  log "no source given: using $SOURCE"
+fi
+
+case "$SOURCE" in
+  registry)
+    { echo "FROM debian:12"
+      echo "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(echo "$PACKAGES" | tr , ' ') && rm -rf /var/lib/apt/lists/*"
+      dockerfile_tail; } >"$workdir/Dockerfile"
+    ;;
+  debootstrap)
+    command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; exit 1; }
+    [ "$(id -u)" -eq 0 ] || { log "debootstrap needs root"; exit 1; }
+    # The mirror this machine's apt already uses, unless one is given.
+    mirror=${TFS_FLEET_DEBIAN_MIRROR:-$(grep -rhoE '^(URIs:|deb) +[a-z]+://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -n1 | awk '{print $2}' || true)}
+    [ -n "$mirror" ] || { log "set TFS_FLEET_DEBIAN_MIRROR to a Debian mirror URL"; exit 1; }
+    log "debootstrap $SUITE from $mirror (about a minute)"
+    debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$workdir/rootfs" "$mirror" >"$workdir/debootstrap.log" 2>&1 \
+      || { tail -n 30 "$workdir/debootstrap.log" >&2; exit 1; }
+    printf 'Types: deb\nURIs: %s\nSuites: %s %s-updates\nComponents: main contrib non-free non-free-firmware\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$mirror" "$SUITE" "$SUITE" >"$workdir/rootfs/etc/apt/sources.list.d/debian.sources"
+    rm -f "$workdir/rootfs/etc/apt/sources.list"
+    chroot "$workdir/rootfs" apt-get clean
+    rm -rf "$workdir/rootfs/var/lib/apt/lists/"*
+    tar -C "$workdir/rootfs" -c . | docker import - tfs-fleet/debian12-rootfs:build >/dev/null
+    { echo "FROM tfs-fleet/debian12-rootfs:build"; dockerfile_tail; } >"$workdir/Dockerfile"
+    ;;
+  *) log "TFS_FLEET_BASE_SOURCE must be auto, registry or debootstrap (got '$SOURCE')"; exit 2 ;;
+esac
+
+docker build -q --label "tfs-fleet.recipe=$recipe" -t "$IMAGE" "$workdir" >/dev/null
+docker image rm tfs-fleet/debian12-rootfs:build >/dev/null 2>&1 || true
+log "built $IMAGE from $SOURCE in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
