@@ -140,10 +140,11 @@ class ModelManager:
         self, config: model_server_config_pb2.ModelServerConfig, poll_wait_s: float
     ) -> None:
         """Serve exactly the models of config; wait until every new model has a version
-        available (or fails); then set version labels. Raises ServingError on failure."""
+        available (or fails); then set version labels. Raises ServingError on failure.
+        Like TF Serving, it waits as long as a new model has no version on disk, polling."""
         validate_config(config)
+        wanted = {m.name: m for m in config.model_config_list.config}
         with self._reconcile_lock:
-            wanted = {m.name: m for m in config.model_config_list.config}
             new_models: list[str] = []
             with self._state_lock:
                 for name, entry in self._models.items():
@@ -160,7 +161,8 @@ class ModelManager:
                         entry.configured = True
             for name in list(self._models):
                 self._reconcile(name)
-            self._wait_available(new_models, poll_wait_s)
+        self._wait_available(new_models, poll_wait_s)
+        with self._reconcile_lock:
             self._set_labels(wanted)
             self.current_config = model_server_config_pb2.ModelServerConfig()
             self.current_config.CopyFrom(config)
@@ -197,8 +199,10 @@ class ModelManager:
                 )
             if self._stop.wait(poll_wait_s):
                 raise ServingError(grpc.StatusCode.CANCELLED, "server is shutting down")
-            for name in pending:
-                self._reconcile(name)
+            with self._reconcile_lock:
+                for name in pending:
+                    if self._models[name].configured:
+                        self._reconcile(name)
 
     def _set_labels(self, wanted: dict[str, model_server_config_pb2.ModelConfig]) -> None:
         new_labels: dict[str, dict[str, int]] = {}
