@@ -7,7 +7,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from standin_helpers import StandinProcess, free_port, half_plus_two_base, reference_models
 
 

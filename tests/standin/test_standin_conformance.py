@@ -29,14 +29,18 @@ MODEL = "half_plus_two"
 
 def _example(x: float) -> tf.train.Example:
     return tf.train.Example(
-        features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))})
+        features=tf.train.Features(
+            feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))}
+        )
     )
 
 
 # ---- REST -------------------------------------------------------------------------------------
 def test_rest_predict_row(conformance_server: StandinProcess) -> None:
     status, body = http(
-        "POST", f"{conformance_server.url}/v1/models/{MODEL}:predict", {"instances": [1.0, 2.0, 5.0]}
+        "POST",
+        f"{conformance_server.url}/v1/models/{MODEL}:predict",
+        {"instances": [1.0, 2.0, 5.0]},
     )
     assert (status, body) == (200, {"predictions": [2.5, 3.0, 4.5]})
 
@@ -80,7 +84,11 @@ def test_rest_classify_and_regress(conformance_server: StandinProcess) -> None:
 def test_rest_status_is_tf_servings(conformance_server: StandinProcess) -> None:
     expected = {
         "model_version_status": [
-            {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": "123",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
         ]
     }
     for suffix in ("", "/versions/123"):
@@ -100,19 +108,73 @@ def test_rest_metadata_equals_reference(conformance_server: StandinProcess) -> N
     ("method", "path", "payload", "code", "needle"),
     [
         ("GET", "/v1/models/nope", None, 404, "Could not find any versions of model nope"),
-        ("GET", "/v1/models/nope/metadata", None, 404, "Servable not found for request: Latest(nope)"),
+        (
+            "GET",
+            "/v1/models/nope/metadata",
+            None,
+            404,
+            "Servable not found for request: Latest(nope)",
+        ),
         ("POST", "/v1/models/nope:predict", {"instances": [1.0]}, 404, "Latest(nope)"),
         ("GET", f"/v1/models/{MODEL}/versions/7", None, 404, "Could not find version 7"),
-        ("POST", f"/v1/models/{MODEL}/versions/7:predict", {"instances": [1.0]}, 404, "Specific(half_plus_two, 7)"),
-        ("POST", f"/v1/models/{MODEL}/labels/canary:predict", {"instances": [1.0]}, 400, "Unrecognized servable version label: canary"),
-        ("POST", f"/v1/models/{MODEL}:predict", {"instances": ["a"]}, 400, "is not of expected type: float"),
-        ("POST", f"/v1/models/{MODEL}:predict", {"instances": [1.0], "inputs": [1.0]}, 400, "expecting only one of 'inputs' or 'instances'"),
-        ("POST", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "No values in 'instances' array"),
-        ("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "instances": [1.0]}, 400, 'Serving signature name: "nope" not found'),
+        (
+            "POST",
+            f"/v1/models/{MODEL}/versions/7:predict",
+            {"instances": [1.0]},
+            404,
+            "Specific(half_plus_two, 7)",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}/labels/canary:predict",
+            {"instances": [1.0]},
+            400,
+            "Unrecognized servable version label: canary",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            {"instances": ["a"]},
+            400,
+            "is not of expected type: float",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            {"instances": [1.0], "inputs": [1.0]},
+            400,
+            "expecting only one of 'inputs' or 'instances'",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            {"instances": []},
+            400,
+            "No values in 'instances' array",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:predict",
+            {"signature_name": "nope", "instances": [1.0]},
+            400,
+            'Serving signature name: "nope" not found',
+        ),
         ("POST", f"/v1/models/{MODEL}:predict", b"{not json", 400, "JSON Parse error"),
         ("POST", f"/v1/models/{MODEL}:predict", b"", 400, "The document is empty"),
-        ("POST", f"/v1/models/{MODEL}:classify", {"signature_name": "classify_x_to_y"}, 400, "key 'examples' is expected"),
-        ("POST", f"/v1/models/{MODEL}:explain", {"instances": [1.0]}, 400, "Malformed request: POST"),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:classify",
+            {"signature_name": "classify_x_to_y"},
+            400,
+            "key 'examples' is expected",
+        ),
+        (
+            "POST",
+            f"/v1/models/{MODEL}:explain",
+            {"instances": [1.0]},
+            400,
+            "Malformed request: POST",
+        ),
     ],
 )
 def test_rest_errors(
@@ -200,7 +262,10 @@ def test_grpc_metadata_and_status(grpc_channel: grpc.Channel) -> None:
     status_request = get_model_status_pb2.GetModelStatusRequest()
     status_request.model_spec.name = MODEL
     (version,) = models.GetModelStatus(status_request, timeout=10).model_version_status
-    assert (version.version, version.state) == (123, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    assert (version.version, version.state) == (
+        123,
+        get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+    )
     assert version.status.error_code == 0
 
 
@@ -213,7 +278,9 @@ def test_grpc_metadata_and_status(grpc_channel: grpc.Channel) -> None:
         ("", {"x": np.array([[1.0]], np.float32)}, grpc.StatusCode.INVALID_ARGUMENT),
     ],
 )
-def test_grpc_errors(grpc_channel: grpc.Channel, model: str, inputs: dict, code: grpc.StatusCode) -> None:
+def test_grpc_errors(
+    grpc_channel: grpc.Channel, model: str, inputs: dict, code: grpc.StatusCode
+) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
@@ -250,7 +317,9 @@ def test_grpc_reload_config_adds_and_removes_a_model(
 
     try:
         assert reload((MODEL, half_plus_two_base()), ("copy", copy_base)).status.error_code == 0
-        status, body = http("POST", f"{conformance_server.url}/v1/models/copy:predict", {"instances": [4.0]})
+        status, body = http(
+            "POST", f"{conformance_server.url}/v1/models/copy:predict", {"instances": [4.0]}
+        )
         assert (status, body) == (200, {"predictions": [4.0]})
         with pytest.raises(grpc.RpcError) as raised:
             reload((MODEL, half_plus_two_base()), ("dup", copy_base), ("dup", copy_base))
@@ -265,5 +334,7 @@ def test_grpc_reload_config_adds_and_removes_a_model(
         assert "{name: broken version: 3}" in raised.value.details()
     finally:
         assert reload((MODEL, half_plus_two_base())).status.error_code == 0
-    status, _ = http("POST", f"{conformance_server.url}/v1/models/copy:predict", {"instances": [4.0]})
+    status, _ = http(
+        "POST", f"{conformance_server.url}/v1/models/copy:predict", {"instances": [4.0]}
+    )
     assert status == 404

@@ -31,7 +31,11 @@ def test_values_and_bool_forms() -> None:
     options = flags.parse_flags(
         ["--port=9000", "--enable_batching", "--enable_model_warmup=false", "--model_name=m"]
     )
-    assert (options.port, options.enable_batching, options.enable_model_warmup) == (9000, True, False)
+    assert (options.port, options.enable_batching, options.enable_model_warmup) == (
+        9000,
+        True,
+        False,
+    )
     assert options.model_name == "m"
     assert options.explicit == {"port", "enable_batching", "enable_model_warmup", "model_name"}
 
@@ -98,7 +102,9 @@ def test_cli_help_and_version() -> None:
 
 def test_reference_batching_config_is_valid() -> None:
     path = reference_models() / "batching_config.txt"
-    params = protos.parse_text_file(str(path), protos.BatchingParameters(), "batching_parameters_file")
+    params = protos.parse_text_file(
+        str(path), protos.BatchingParameters(), "batching_parameters_file"
+    )
     assert params.max_batch_size.value == 128
     assert params.num_batch_threads.value == 8
     assert protos.validate_batching_parameters(params, str(path)) == []
@@ -107,11 +113,17 @@ def test_reference_batching_config_is_valid() -> None:
 def test_bad_batching_configs_are_rejected(tmp_path: Path) -> None:
     typo = tmp_path / "typo.txt"
     typo.write_text("max_batch_sise { value: 8 }\n")
-    with pytest.raises(protos.ConfigFileError, match=r"--batching_parameters_file: Invalid protobuf"):
+    with pytest.raises(
+        protos.ConfigFileError, match=r"--batching_parameters_file: Invalid protobuf"
+    ):
         protos.parse_text_file(str(typo), protos.BatchingParameters(), "batching_parameters_file")
     sizes = tmp_path / "sizes.txt"
-    sizes.write_text("max_batch_size { value: 8 }\nallowed_batch_sizes: 2\nallowed_batch_sizes: 4\n")
-    params = protos.parse_text_file(str(sizes), protos.BatchingParameters(), "batching_parameters_file")
+    sizes.write_text(
+        "max_batch_size { value: 8 }\nallowed_batch_sizes: 2\nallowed_batch_sizes: 4\n"
+    )
+    params = protos.parse_text_file(
+        str(sizes), protos.BatchingParameters(), "batching_parameters_file"
+    )
     problems = protos.validate_batching_parameters(params, str(sizes))
     assert problems and "must equal max_batch_size (8)" in problems[0]
 

@@ -56,13 +56,11 @@ def check_config_files(core: ServerCore) -> model_server_config_pb2.ModelServerC
 
 
 class ConfigFilePoller:
-    """Re-reads --model_config_file every N seconds and reloads it when it changed."""
+    """Re-reads --model_config_file every N seconds and applies it when it differs from the
+    config being served (as in TF Serving, this also reverts a HandleReloadConfigRequest)."""
 
-    def __init__(
-        self, core: ServerCore, current: model_server_config_pb2.ModelServerConfig
-    ) -> None:
+    def __init__(self, core: ServerCore) -> None:
         self.core = core
-        self.current = current
 
     def poll(self) -> None:
         try:
