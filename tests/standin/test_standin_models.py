@@ -66,6 +66,31 @@ def write_warmup(version_dir: Path, x: float) -> None:
         out.write(record.SerializeToString())
 
 
+def export_tf2_model(version_dir: Path) -> None:
+    """A TF2 export (tf.saved_model.save of a tf.Module with a variable): y = 0.5 x + 3."""
+
+    class HalfPlusThree(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.offset = tf.Variable(3.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"y": 0.5 * x + self.offset}
+
+    module = HalfPlusThree()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+
+
+def base_blocks(root: Path) -> list[str]:
+    return [
+        _model_block("roll", root / "roll"),
+        _model_block("fail", root / "fail", 'version_labels { key: "stable" value: 1 } '),
+        _model_block("warm", root / "warm"),
+        _model_block("tf2", root / "tf2"),
+    ]
+
+
 def self_signed_cert(directory: Path) -> tuple[str, str]:
     key, cert = directory / "key.pem", directory / "cert.pem"
     try:
@@ -96,17 +121,11 @@ def dynamic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dynamic]:
     add_version(root / "fail", 1)
     add_version(root / "warm", 5)
     write_warmup(root / "warm" / "5", 3.0)
+    export_tf2_model(root / "tf2" / "1")
     key, cert = self_signed_cert(root)
     ssl = root / "ssl.txt"
     ssl.write_text(f"server_key: {json.dumps(key)}\nserver_cert: {json.dumps(cert)}\n")
-    write_config(
-        root / "models.config",
-        [
-            _model_block("roll", root / "roll"),
-            _model_block("fail", root / "fail", 'version_labels { key: "stable" value: 1 } '),
-            _model_block("warm", root / "warm"),
-        ],
-    )
+    write_config(root / "models.config", base_blocks(root))
     grpc_port, rest_port = free_port(), free_port()
     server = StandinProcess(
         [
@@ -143,6 +162,18 @@ def test_models_from_config_file_with_labels(dynamic: Dynamic) -> None:
         "POST", f"{dynamic.server.url}/v1/models/fail/labels/stable:predict", {"instances": [[2.0]]}
     )
     assert (status, body) == (200, {"predictions": [[3.0]]})
+
+
+def test_tf2_export_served_with_the_session_loader(dynamic: Dynamic) -> None:
+    url = f"{dynamic.server.url}/v1/models/tf2"
+    assert http("POST", f"{url}:predict", {"instances": [2.0, 4.0]}) == (
+        200,
+        {"predictions": [4.0, 5.0]},
+    )
+    status, body = http("GET", f"{url}/metadata")
+    assert status == 200
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]  # type: ignore[index]
+    assert list(signature["inputs"]) == ["x"] and list(signature["outputs"]) == ["y"]
 
 
 def test_warmup_requests_replayed(dynamic: Dynamic) -> None:
@@ -220,11 +251,7 @@ def test_failing_version_keeps_the_serving_one(dynamic: Dynamic) -> None:
 def test_model_config_file_is_polled(dynamic: Dynamic) -> None:
     add_version(dynamic.root / "extra", 3)
     config = dynamic.root / "models.config"
-    blocks = [
-        _model_block("roll", dynamic.root / "roll"),
-        _model_block("fail", dynamic.root / "fail", 'version_labels { key: "stable" value: 1 } '),
-        _model_block("warm", dynamic.root / "warm"),
-    ]
+    blocks = base_blocks(dynamic.root)
     write_config(config, [*blocks, _model_block("extra", dynamic.root / "extra")])
     wait_for(
         lambda: status_states(dynamic.server.url, "extra") == {3: "AVAILABLE"}, 30, "model extra"

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from tensorflow_serving.apis import model_pb2
@@ -22,7 +23,7 @@ log = logging.getLogger("tfs_fleet.standin")
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 
-class Loaded:
+class Loaded(Protocol):
     """What the loader returns: anything with a version and close()."""
 
     version: int
