@@ -16,7 +16,8 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     plus monitoring, batching and one accepted-but-unimplemented flag."""
     refs = reference_models()
     grpc_port, rest_port = free_port(), free_port()
-    log = Path(tmp_path_factory.mktemp("standin-conformance")) / "server.log"
+    workdir = Path(tmp_path_factory.mktemp("standin-conformance"))
+    log = workdir / "server.log"
     server = StandinProcess(
         [
             f"--port={grpc_port}",
@@ -28,11 +29,13 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
             f"--batching_parameters_file={refs / 'batching_config.txt'}",
             "--num_load_threads=2",
             "--max_num_load_retries=0",
+            f"--grpc_socket_path={workdir / 'grpc.sock'}",
         ],
         log,
         rest_port,
     )
     server.grpc_port = grpc_port  # type: ignore[attr-defined]
+    server.grpc_socket = workdir / "grpc.sock"  # type: ignore[attr-defined]
     server.start("half_plus_two")
     yield server
     assert server.stop() == 0, f"stand-in did not shut down cleanly:\n{server.log()}"

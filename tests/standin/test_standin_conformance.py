@@ -230,6 +230,15 @@ def test_grpc_predict(grpc_channel: grpc.Channel) -> None:
     assert response.model_spec.signature_name == "serving_default"
 
 
+def test_grpc_on_unix_socket(conformance_server: StandinProcess) -> None:
+    with grpc.insecure_channel(f"unix:{conformance_server.grpc_socket}") as channel:  # type: ignore[attr-defined]
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([[4.0]], np.float32)))
+        assert list(stub.Predict(request, timeout=10).outputs["y"].float_val) == [4.0]
+
+
 def test_grpc_classify_regress(grpc_channel: grpc.Channel) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
     classify = classification_pb2.ClassificationRequest()
