@@ -77,7 +77,7 @@ class StandinProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self, ready_model: str, timeout: float = 90.0) -> StandinProcess:
+    def start_background(self) -> StandinProcess:
         env = {**os.environ, "PYTHONPATH": str(SRC), "TF_CPP_MIN_LOG_LEVEL": "2"}
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -86,6 +86,12 @@ class StandinProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
+        return self
+
+    def start(self, ready_model: str, timeout: float = 90.0) -> StandinProcess:
+        """Start and wait until REST answers for ready_model (bounded)."""
+        self.start_background()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -140,7 +146,11 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) 
 
 
 def status_states(url: str, model: str) -> dict[int, str]:
-    status, body = http("GET", f"{url}/v1/models/{model}")
+    """{version: state} from REST status; {} while the server does not answer."""
+    try:
+        status, body = http("GET", f"{url}/v1/models/{model}", timeout=5)
+    except OSError:
+        return {}
     if status != 200 or not isinstance(body, dict):
         return {}
     return {int(v["version"]): v["state"] for v in body["model_version_status"]}

@@ -260,3 +260,34 @@ def test_model_config_file_is_polled(dynamic: Dynamic) -> None:
     wait_for(lambda: status_states(dynamic.server.url, "extra") == {3: "END"}, 30, "extra removed")
     status, _ = http("POST", f"{dynamic.server.url}/v1/models/extra:predict", {"instances": [1.0]})
     assert status == 404
+
+
+def test_ports_open_only_after_the_first_version_loads(tmp_path: Path) -> None:
+    base = tmp_path / "late"
+    base.mkdir()
+    grpc_port, rest_port = free_port(), free_port()
+    server = StandinProcess(
+        [
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
+            "--model_name=late",
+            f"--model_base_path={base}",
+            "--file_system_poll_wait_seconds=1",
+        ],
+        tmp_path / "server.log",
+        rest_port,
+    )
+    server.start_background()
+    try:
+        wait_for(lambda: "No versions of servable late found" in server.log(), 60, "the wait")
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                _predict(stub, "late")
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(OSError):
+            http("GET", f"{server.url}/v1/models/late", timeout=2)
+        add_version(base, 4)
+        wait_for(lambda: status_states(server.url, "late") == {4: "AVAILABLE"}, 60, "version 4")
+    finally:
+        assert server.stop() == 0, server.log()

@@ -7,6 +7,7 @@ import signal
 import threading
 from typing import Any
 
+import grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from tfs_fleet.standin import BANNER, grpc_api, protos, rest
@@ -98,8 +99,11 @@ def run(options: Options, stop: threading.Event | None = None) -> int:
     try:
         core.apply_config(config)
     except ServingError as exc:
-        log.error("Failed to start server. Error: %s", exc.message)
         core.manager.close()
+        if exc.code == grpc.StatusCode.CANCELLED:
+            log.info("Shutting down before the initial models were available")
+            return 0
+        log.error("Failed to start server. Error: %s", exc.message)
         return 1
     try:
         grpc_server, addresses = grpc_api.build_server(core)
