@@ -105,11 +105,10 @@ log "installing $(grep -cvE '^\s*(#|$)' images/standin/requirements.txt) wheels 
 rm -rf "$site"/tensorflow/include "$site"/bin
 find "$site" -depth \( -name __pycache__ -o -name tests \
   -o -name '*.pyi' \) -prune -exec rm -rf {} +
-# Debug symbols of TensorFlow's own libraries (libtensorflow_cc: 752 -> 583 MB). Only those:
-# stripping auditwheel-patched libraries (numpy.libs) breaks them.
+# Debug symbols of TensorFlow's own libraries (libtensorflow_cc alone: 752 -> 583 MB). Only
+# TensorFlow's: stripping auditwheel-patched libraries (numpy.libs) breaks them.
 if command -v strip >/dev/null; then
-  strip --strip-unneeded "$site"/tensorflow/libtensorflow_cc.so.2 \
-    "$site"/tensorflow/libtensorflow_framework.so.2
+  find "$site/tensorflow" -type f -name '*.so*' -exec strip --strip-unneeded {} +
 else
   log "strip (binutils) is missing: the image keeps its debug symbols (~170 MB more)"
 fi

@@ -25,7 +25,9 @@ _POOL = descriptor_pool.Default()
 _FILE = "tfs_fleet/standin/tf_serving_configs.proto"
 
 
-def _field(msg: Any, name: str, number: int, ftype: int, type_name: str = "", rep: bool = False):
+def _field(
+    msg: Any, name: str, number: int, ftype: int, type_name: str = "", rep: bool = False
+) -> None:
     f = msg.field.add(name=name, number=number, type=ftype)
     f.label = _F.LABEL_REPEATED if rep else _F.LABEL_OPTIONAL
     if type_name:
