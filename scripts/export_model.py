@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Thin wrapper around tfs_fleet.export_cli; run it with the project venv's python (--help: usage)."""
+"""Thin wrapper around tfs_fleet.export_cli; run it with the venv python (--help: usage)."""
 
 import sys
 from pathlib import Path

@@ -19,18 +19,30 @@ import numpy as np
 from tfs_fleet.protos import (
     get_model_metadata_pb2,
     get_model_status_pb2,
-    meta_graph_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from tfs_fleet.tensors import from_json_value, from_tensor_proto, to_json_value, to_tensor_proto
+from tfs_fleet.tensors import (
+    dtype_name,
+    from_json_value,
+    from_tensor_proto,
+    to_json_value,
+    to_tensor_proto,
+)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_SIGNATURE = "serving_default"
 
 # ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
-STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
+STATE_NAMES = {
+    0: "UNKNOWN",
+    10: "START",
+    20: "LOADING",
+    30: "AVAILABLE",
+    40: "UNLOADING",
+    50: "END",
+}
 
 
 class ServingError(RuntimeError):
@@ -90,22 +102,17 @@ def _model_spec(
         spec.signature_name = signature
 
 
+_GRPC_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
 def _status_from_proto(entry: Any) -> VersionStatus:
-    code = entry.status.error_code
-    code_name = grpc.StatusCode(_grpc_code_tuple(code)).name if code else "OK"
+    code = int(entry.status.error_code)  # tensorflow.error.Code uses gRPC's numbers
     return VersionStatus(
         version=int(entry.version),
         state=STATE_NAMES.get(entry.state, str(entry.state)),
-        error_code=code_name,
+        error_code=_GRPC_CODE_NAMES.get(code, str(code)),
         error_message=entry.status.error_message,
     )
-
-
-def _grpc_code_tuple(code: int) -> tuple[int, str]:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.value  # type: ignore[no-any-return]
-    return grpc.StatusCode.UNKNOWN.value  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -213,7 +220,7 @@ def signature_summary(signature: Any) -> dict[str, Any]:
             shape = None
             if not info.tensor_shape.unknown_rank:
                 shape = [int(d.size) for d in info.tensor_shape.dim]
-            out[key] = {"dtype": meta_graph_pb2.DataType.Name(info.dtype), "shape": shape}
+            out[key] = {"dtype": dtype_name(info.dtype), "shape": shape}
         return out
 
     return {

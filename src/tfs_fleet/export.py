@@ -30,9 +30,10 @@ import numpy as np
 import tensorflow as tf
 
 import tfs_fleet
+from tfs_fleet.client import signature_summary
 from tfs_fleet.manifest import MANIFEST_FORMAT, MANIFEST_NAME, file_checksums
 from tfs_fleet.protos import example_pb2, prediction_log_pb2, saved_model_pb2
-from tfs_fleet.tensors import array_to_doc, dtype_name, to_tensor_proto
+from tfs_fleet.tensors import array_to_doc, to_tensor_proto
 
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many warmup records
@@ -170,7 +171,7 @@ def _keras_input_spec(model: Any, where: str) -> Any:
 
 
 def keras_source(path: Path) -> ModelSource:
-    import keras  # noqa: PLC0415 - only this source needs Keras
+    import keras
 
     try:
         model = keras.models.load_model(path, compile=False)
@@ -199,7 +200,9 @@ def load_model_fn(spec: str) -> Callable[[], Any]:
         ) from exc
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise UsageError(f"--model-fn {spec!r}: module {module_name!r} has no function {func_name!r}")
+        raise UsageError(
+            f"--model-fn {spec!r}: module {module_name!r} has no function {func_name!r}"
+        )
     return func  # type: ignore[no-any-return]
 
 
@@ -207,7 +210,9 @@ def _resolve_checkpoint(path: Path) -> str:
     if path.is_dir():
         latest = tf.train.latest_checkpoint(str(path))
         if latest is None:
-            raise UsageError(f"--checkpoint {path}: directory holds no checkpoint ('checkpoint' file)")
+            raise UsageError(
+                f"--checkpoint {path}: directory holds no checkpoint ('checkpoint' file)"
+            )
         return str(latest)
     if Path(f"{path}.index").is_file():
         return str(path)
@@ -344,7 +349,9 @@ def make_sample(source: ModelSource, opts: ExportOptions) -> np.ndarray:
         try:
             sample = np.load(opts.sample_path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--sample {opts.sample_path}: not a readable .npy file: {exc}") from exc
+            raise UsageError(
+                f"--sample {opts.sample_path}: not a readable .npy file: {exc}"
+            ) from exc
     elif source.sample is not None:
         sample = source.sample
     else:
@@ -358,7 +365,9 @@ def make_sample(source: ModelSource, opts: ExportOptions) -> np.ndarray:
         sample = rng.random((opts.sample_batch, *dims.as_list()))
     sample = np.asarray(sample).astype(source.input_spec.dtype.as_numpy_dtype)
     if not source.input_spec.shape.is_compatible_with(sample.shape):
-        raise UsageError(f"sample shape {sample.shape} does not fit input {source.input_spec.shape}")
+        raise UsageError(
+            f"sample shape {sample.shape} does not fit input {source.input_spec.shape}"
+        )
     return sample
 
 
@@ -409,32 +418,13 @@ def validate(staging: Path, opts: ExportOptions, sample: np.ndarray, expected: n
 
 
 def read_signature_defs(saved_model_dir: Path) -> dict[str, Any]:
-    """Signatures of the 'serve' MetaGraph as written in saved_model.pb (what TF Serving reports)."""
+    """Signatures of the 'serve' MetaGraph in saved_model.pb (what TF Serving reports)."""
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
     for meta_graph in proto.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
             return dict(meta_graph.signature_def)
     raise ValidationError(f"{saved_model_dir}: no MetaGraph tagged 'serve'")
-
-
-def signature_doc(signature: Any) -> dict[str, Any]:
-    def infos(m: Any) -> dict[str, Any]:
-        return {
-            key: {
-                "dtype": dtype_name(info.dtype),
-                "shape": None
-                if info.tensor_shape.unknown_rank
-                else [int(d.size) for d in info.tensor_shape.dim],
-            }
-            for key, info in sorted(m.items())
-        }
-
-    return {
-        "method_name": signature.method_name,
-        "inputs": infos(signature.inputs),
-        "outputs": infos(signature.outputs),
-    }
 
 
 def write_warmup(staging: Path, opts: ExportOptions, sample: np.ndarray) -> int:
@@ -474,7 +464,7 @@ def build_manifest(
         "tensorflow_version": tf.__version__,
         "tfs_fleet_version": tfs_fleet.__version__,
         "signatures": {
-            name: signature_doc(sig)
+            name: signature_summary(sig)
             for name, sig in sorted(sigs.items())
             if not name.startswith("__")  # __saved_model_init_op: internal, not callable
         },

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print("export_model.py: loading TensorFlow ...", file=sys.stderr, flush=True)
-    from tfs_fleet import export as ex  # noqa: PLC0415 - TensorFlow loads only after the checks
+    from tfs_fleet import export as ex
 
     opts = ex.ExportOptions(
         export_base=args.export_base,

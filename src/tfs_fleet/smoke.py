@@ -87,8 +87,9 @@ def _pick_version(statuses: list[VersionStatus], wanted: int | None) -> tuple[in
     seen = ", ".join(f"{s.version}:{s.state}" for s in statuses) or "no versions"
     for s in statuses:
         if s.state == "END" and s.error_code != "OK" and (wanted is None or s.version == wanted):
-            raise CheckFailed(f"version {s.version} failed to load: {s.error_code}: "
-                              f"{s.error_message}")
+            raise CheckFailed(
+                f"version {s.version} failed to load: {s.error_code}: {s.error_message}"
+            )
     available = [s.version for s in statuses if s.state == "AVAILABLE"]
     if wanted is not None:
         return (wanted if wanted in available else None), seen
@@ -132,7 +133,9 @@ def _shape_of(info: Mapping[str, Any]) -> list[int] | None:
 
 def _compare_tensor_infos(kind: str, served: Mapping[str, Any], wanted: Mapping[str, Any]) -> None:
     if set(served) != set(wanted):
-        raise CheckFailed(f"{kind} keys {sorted(served)} differ from the manifest's {sorted(wanted)}")
+        raise CheckFailed(
+            f"{kind} keys {sorted(served)} differ from the manifest's {sorted(wanted)}"
+        )
     for key, want in wanted.items():
         info = served[key]
         if info.get("dtype") != want["dtype"]:
@@ -173,7 +176,9 @@ def _compare_outputs(
             raise CheckFailed(f"output {key!r} missing from the answer (got {sorted(got)})")
         have = got[key]
         if have.shape != want.shape:
-            raise CheckFailed(f"output {key!r} shape {list(have.shape)}, expected {list(want.shape)}")
+            raise CheckFailed(
+                f"output {key!r} shape {list(have.shape)}, expected {list(want.shape)}"
+            )
         if want.dtype == object:
             if not np.array_equal(have, want):
                 raise CheckFailed(f"output {key!r} differs from the expected strings")
@@ -269,8 +274,9 @@ def format_table(reports: list[HostReport]) -> str:
         version = str(r.version) if r.version is not None else "-"
         rows.append((r.grpc, r.rest, version, *marks, latency, "PASS" if r.ok else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def failure_lines(reports: list[HostReport]) -> list[str]:

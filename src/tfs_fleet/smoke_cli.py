@@ -45,24 +45,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--grpc", action="append", default=[], metavar="HOST:PORT", required=True)
     p.add_argument("--rest", action="append", default=[], metavar="HOST:PORT", required=True)
-    p.add_argument("--manifest", type=Path, required=True, metavar="PATH",
-                   help="tfs_fleet_manifest.json written by export_model.py")
+    p.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="tfs_fleet_manifest.json written by export_model.py",
+    )
     p.add_argument("--model", help="served model name (default: the manifest's model_name)")
-    p.add_argument("--version", type=int, metavar="N",
-                   help="version to check (default: the highest AVAILABLE one)")
+    p.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="version to check (default: the highest AVAILABLE one)",
+    )
     p.add_argument("--signature", help="signature to check (default: the manifest sample's)")
-    p.add_argument("--wait", type=_positive(float), default=60.0, metavar="SECONDS",
-                   help="how long to wait for AVAILABLE (%(default)s)")
-    p.add_argument("--poll", type=_positive(float), default=1.0, metavar="SECONDS",
-                   help="status polling interval (%(default)s)")
-    p.add_argument("--timeout", type=_positive(float), default=10.0, metavar="SECONDS",
-                   help="deadline of each request (%(default)s)")
+    p.add_argument(
+        "--wait",
+        type=_positive(float),
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for AVAILABLE (%(default)s)",
+    )
+    p.add_argument(
+        "--poll",
+        type=_positive(float),
+        default=1.0,
+        metavar="SECONDS",
+        help="status polling interval (%(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline of each request (%(default)s)",
+    )
     p.add_argument("--rtol", type=float, help="relative tolerance (default: the manifest's)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: the manifest's)")
-    p.add_argument("--repeat", type=_positive(int), default=5, metavar="N",
-                   help="Predict calls per host for the latency figures (%(default)s)")
-    p.add_argument("--max-message-mb", type=_positive(int), default=64, metavar="MB",
-                   help="gRPC max send/receive message size (%(default)s)")
+    p.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=5,
+        metavar="N",
+        help="Predict calls per host for the latency figures (%(default)s)",
+    )
+    p.add_argument(
+        "--max-message-mb",
+        type=_positive(int),
+        default=64,
+        metavar="MB",
+        help="gRPC max send/receive message size (%(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     return p
 

@@ -70,8 +70,9 @@ def serving(good_export: ex.ExportResult, reference_model: Path) -> Iterator[Ser
     the reference model as 'reference'."""
     model = load_model("half_plus_two", good_export.path.parent)
     model.labels["stable"] = good_export.version
-    server = Serving({"half_plus_two": model,
-                      "reference": load_model("reference", reference_model)}).start()
+    server = Serving(
+        {"half_plus_two": model, "reference": load_model("reference", reference_model)}
+    ).start()
     yield server
     server.stop()
 

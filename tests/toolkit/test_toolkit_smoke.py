@@ -31,8 +31,16 @@ def hosts(*servers: Serving) -> list[str]:
 
 
 def test_passes_against_the_exported_model(serving: Serving, good_export: Any) -> None:
-    proc = run_cli("--manifest", str(good_export.manifest_path), "--version", "1", "--json",
-                   "--wait", "5", *hosts(serving))
+    proc = run_cli(
+        "--manifest",
+        str(good_export.manifest_path),
+        "--version",
+        "1",
+        "--json",
+        "--wait",
+        "5",
+        *hosts(serving),
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["ok"] is True and doc["model"] == "half_plus_two"
@@ -42,31 +50,47 @@ def test_passes_against_the_exported_model(serving: Serving, good_export: Any) -
     assert 0 < host["latency_ms"]["median"] < 5000
 
 
-def test_table_output_and_default_version(serving: Serving, good_export: Any,
-                                          capsys: Any) -> None:
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--wait", "5",
-                     *hosts(serving)])
+def test_table_output_and_default_version(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--wait", "5", *hosts(serving)])
     out = capsys.readouterr().out
     assert rc == 0
     header, row = out.strip().splitlines()
-    assert header.split()[:7] == ["GRPC", "REST", "VERSION", "STATUS", "METADATA", "PREDICT",
-                                  "LATENCY_MS"]
+    assert header.split()[:7] == [
+        "GRPC",
+        "REST",
+        "VERSION",
+        "STATUS",
+        "METADATA",
+        "PREDICT",
+        "LATENCY_MS",
+    ]
     assert row.split()[0] == serving.grpc_target and row.split()[-1] == "PASS"
 
 
 def test_fails_against_a_wrong_model(wrong_serving: Serving, good_export: Any) -> None:
-    proc = run_cli("--manifest", str(good_export.manifest_path), "--wait", "5",
-                   *hosts(wrong_serving))
+    proc = run_cli(
+        "--manifest", str(good_export.manifest_path), "--wait", "5", *hosts(wrong_serving)
+    )
     assert proc.returncode == 1
     assert f"FAIL host {wrong_serving.grpc_target}" in proc.stderr
     assert "predict: output 'pred' differs from the expected output" in proc.stderr
     assert "max abs diff 1" in proc.stderr  # 0.5x+3 vs 0.5x+2
 
 
-def test_fails_against_a_missing_version(serving: Serving, good_export: Any,
-                                         capsys: Any) -> None:
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--version", "9",
-                     "--wait", "1", "--poll", "0.2", *hosts(serving)])
+def test_fails_against_a_missing_version(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--version",
+            "9",
+            "--wait",
+            "1",
+            "--poll",
+            "0.2",
+            *hosts(serving),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert f"FAIL host {serving.grpc_target}" in err
@@ -74,20 +98,37 @@ def test_fails_against_a_missing_version(serving: Serving, good_export: Any,
     assert "NOT_FOUND" in err
 
 
-def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any,
-                                        capsys: Any) -> None:
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--signature", "nope",
-                     "--wait", "5", *hosts(serving)])
+def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--signature",
+            "nope",
+            "--wait",
+            "5",
+            *hosts(serving),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "metadata: signature 'nope' not served; the model has" in err
     assert "'serving_default'" in err and "'tf_example'" in err
 
 
-def test_one_bad_host_fails_the_fleet(serving: Serving, wrong_serving: Serving,
-                                      good_export: Any, capsys: Any) -> None:
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--json", "--wait", "5",
-                     *hosts(serving, wrong_serving)])
+def test_one_bad_host_fails_the_fleet(
+    serving: Serving, wrong_serving: Serving, good_export: Any, capsys: Any
+) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--json",
+            "--wait",
+            "5",
+            *hosts(serving, wrong_serving),
+        ]
+    )
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert rc == 1 and doc["ok"] is False
@@ -97,14 +138,27 @@ def test_one_bad_host_fails_the_fleet(serving: Serving, wrong_serving: Serving,
     assert serving.grpc_target not in captured.err
 
 
-def test_waits_until_the_version_is_available(serving: Serving, good_export: Any,
-                                              capsys: Any) -> None:
+def test_waits_until_the_version_is_available(
+    serving: Serving, good_export: Any, capsys: Any
+) -> None:
     serving.set_state("half_plus_two", 1, "LOADING")
     timer = threading.Timer(1.0, serving.set_state, ("half_plus_two", 1, "AVAILABLE"))
     timer.start()
     try:
-        rc = smoke_main(["--manifest", str(good_export.manifest_path), "--version", "1",
-                         "--wait", "10", "--poll", "0.2", "--json", *hosts(serving)])
+        rc = smoke_main(
+            [
+                "--manifest",
+                str(good_export.manifest_path),
+                "--version",
+                "1",
+                "--wait",
+                "10",
+                "--poll",
+                "0.2",
+                "--json",
+                *hosts(serving),
+            ]
+        )
     finally:
         timer.join()
         serving.set_state("half_plus_two", 1, "AVAILABLE")
@@ -113,8 +167,9 @@ def test_waits_until_the_version_is_available(serving: Serving, good_export: Any
     assert doc["hosts"][0]["checks"]["status"]["seconds"] >= 0.8
 
 
-def test_metadata_mismatch_is_reported(serving: Serving, good_export: Any, tmp_path: Path,
-                                       capsys: Any) -> None:
+def test_metadata_mismatch_is_reported(
+    serving: Serving, good_export: Any, tmp_path: Path, capsys: Any
+) -> None:
     manifest = json.loads(good_export.manifest_path.read_text())
     manifest["signatures"]["serving_default"]["inputs"]["x"]["dtype"] = "DT_INT64"
     path = tmp_path / "manifest.json"
@@ -131,13 +186,19 @@ def reference_manifest(path: Path) -> Path:
         "format": MANIFEST_FORMAT,
         "model_name": "reference",
         "version": 123,
-        "signatures": {"serving_default": {"method_name": "tensorflow/serving/predict",
-                                           "inputs": {"x": info}, "outputs": {"y": info}}},
+        "signatures": {
+            "serving_default": {
+                "method_name": "tensorflow/serving/predict",
+                "inputs": {"x": info},
+                "outputs": {"y": info},
+            }
+        },
         "sample": {
             "signature": "serving_default",
             "inputs": {"x": {"dtype": "float32", "shape": [3, 1], "values": [1.0, 2.0, 5.0]}},
-            "expected_outputs": {"y": {"dtype": "float32", "shape": [3, 1],
-                                       "values": [2.5, 3.0, 4.5]}},
+            "expected_outputs": {
+                "y": {"dtype": "float32", "shape": [3, 1], "values": [2.5, 3.0, 4.5]}
+            },
         },
     }
     path.write_text(json.dumps(doc))
@@ -146,26 +207,47 @@ def reference_manifest(path: Path) -> Path:
 
 def test_reference_model_passes(serving: Serving, tmp_path: Path) -> None:
     manifest = reference_manifest(tmp_path / "ref.json")
-    proc = run_cli("--manifest", str(manifest), "--version", "123", "--wait", "5",
-                   *hosts(serving))
+    proc = run_cli("--manifest", str(manifest), "--version", "123", "--wait", "5", *hosts(serving))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split()[2] == "123"
 
 
-def test_reference_model_is_not_our_export(serving: Serving, good_export: Any,
-                                           capsys: Any) -> None:
+def test_reference_model_is_not_our_export(serving: Serving, good_export: Any, capsys: Any) -> None:
     """Our manifest (output key 'pred') against the reference model (output 'y')."""
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--model", "reference",
-                     "--wait", "5", *hosts(serving)])
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--model",
+            "reference",
+            "--wait",
+            "5",
+            *hosts(serving),
+        ]
+    )
     assert rc == 1
     assert "metadata: output keys ['y'] differ from the manifest's ['pred']" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
 
 
 def test_unreachable_host_fails_status(good_export: Any, capsys: Any) -> None:
-    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--wait", "0.5",
-                     "--poll", "0.2", "--timeout", "1", "--grpc", "127.0.0.1:9",
-                     "--rest", "127.0.0.1:9"])
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--wait",
+            "0.5",
+            "--poll",
+            "0.2",
+            "--timeout",
+            "1",
+            "--grpc",
+            "127.0.0.1:9",
+            "--rest",
+            "127.0.0.1:9",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1
     assert "FAIL host 127.0.0.1:9" in err and "status:" in err and "UNAVAILABLE" in err

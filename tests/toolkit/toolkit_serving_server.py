@@ -141,17 +141,29 @@ class Serving:
             )
         return model, available[version]
 
-    def predict(self, name: str, version: int | None, label: str | None, signature: str,
-                inputs: dict[str, np.ndarray]) -> tuple[Version, dict[str, np.ndarray]]:
+    def predict(
+        self,
+        name: str,
+        version: int | None,
+        label: str | None,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+    ) -> tuple[Version, dict[str, np.ndarray]]:
         _, entry = self.resolve(name, version, label)
         signature = signature or "serving_default"
         if signature not in entry.loaded.signatures:
-            raise ServingFailure(grpc.StatusCode.FAILED_PRECONDITION, 400,
-                                 f'Serving signature key "{signature}" not found.')
+            raise ServingFailure(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                400,
+                f'Serving signature key "{signature}" not found.',
+            )
         expected = set(entry.signature_defs[signature].inputs)
         if set(inputs) != expected:
-            raise ServingFailure(grpc.StatusCode.INVALID_ARGUMENT, 400,
-                                 f"inputs {sorted(inputs)} do not match {sorted(expected)}")
+            raise ServingFailure(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                400,
+                f"inputs {sorted(inputs)} do not match {sorted(expected)}",
+            )
         try:
             result = entry.loaded.signatures[signature](
                 **{k: tf.constant(v) for k, v in inputs.items()}
@@ -163,15 +175,17 @@ class Serving:
     def status(self, name: str, version: int | None, label: str | None) -> list[Version]:
         model = self.models.get(name)
         if model is None:
-            raise ServingFailure(grpc.StatusCode.NOT_FOUND, 404,
-                                 f"Could not find any versions of model {name}")
+            raise ServingFailure(
+                grpc.StatusCode.NOT_FOUND, 404, f"Could not find any versions of model {name}"
+            )
         if label:
             version = model.labels.get(label, -1)
         if version is None:
             return [model.versions[n] for n in sorted(model.versions)]
         if version not in model.versions:
-            raise ServingFailure(grpc.StatusCode.NOT_FOUND, 404,
-                                 f"Could not find version {version} of model {name}")
+            raise ServingFailure(
+                grpc.StatusCode.NOT_FOUND, 404, f"Could not find version {version} of model {name}"
+            )
         return [model.versions[version]]
 
     def set_state(self, name: str, version: int, state: str) -> None:
@@ -182,8 +196,7 @@ class Serving:
     def start(self) -> Serving:
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8),
-            options=[("grpc.max_receive_message_length", -1),
-                     ("grpc.max_send_message_length", -1)],
+            options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
         )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             _PredictionServicer(self), self._grpc
@@ -227,7 +240,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     def __init__(self, serving: Serving) -> None:
         self.serving = serving
 
-    def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC method name
+    def Predict(self, request: Any, context: Any) -> Any:
         name, version, label = _spec(request.model_spec)
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         try:
@@ -245,7 +258,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
                 response.outputs[key].CopyFrom(self.serving.out_proto(value))
         return response
 
-    def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetModelMetadata(self, request: Any, context: Any) -> Any:
         if list(request.metadata_field) != ["signature_def"]:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Metadata field signature_def only")
         name, version, label = _spec(request.model_spec)
@@ -267,7 +280,7 @@ class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, serving: Serving) -> None:
         self.serving = serving
 
-    def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def GetModelStatus(self, request: Any, context: Any) -> Any:
         name, version, label = _spec(request.model_spec)
         try:
             versions = self.serving.status(name, version, label)
@@ -318,32 +331,49 @@ def _rest_handler(serving: Serving) -> type[BaseHTTPRequestHandler]:
         def _route(self) -> tuple[str, int | None, str | None, str]:
             match = _PATH.match(self.path)
             if not match:
-                raise ServingFailure(grpc.StatusCode.NOT_FOUND, 404, f"Malformed request: {self.path}")
+                raise ServingFailure(
+                    grpc.StatusCode.NOT_FOUND, 404, f"Malformed request: {self.path}"
+                )
             version = int(match["version"]) if match["version"] else None
             return match["name"], version, match["label"], match["rest"] or ""
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             try:
                 name, version, label, rest = self._route()
                 if rest == "/metadata":
                     _, entry = serving.resolve(name, version, label)
-                    self._send(200, {
-                        "model_spec": {"name": name, "signature_name": "",
-                                       "version": str(entry.number)},
-                        "metadata": {"signature_def": _signature_def_json(entry)},
-                    })
+                    self._send(
+                        200,
+                        {
+                            "model_spec": {
+                                "name": name,
+                                "signature_name": "",
+                                "version": str(entry.number),
+                            },
+                            "metadata": {"signature_def": _signature_def_json(entry)},
+                        },
+                    )
                 elif rest == "":
                     versions = serving.status(name, version, label)
-                    self._send(200, {"model_version_status": [
-                        {"version": str(v.number), "state": v.state,
-                         "status": {"error_code": "OK", "error_message": ""}} for v in versions
-                    ]})
+                    self._send(
+                        200,
+                        {
+                            "model_version_status": [
+                                {
+                                    "version": str(v.number),
+                                    "state": v.state,
+                                    "status": {"error_code": "OK", "error_message": ""},
+                                }
+                                for v in versions
+                            ]
+                        },
+                    )
                 else:
                     raise ServingFailure(grpc.StatusCode.NOT_FOUND, 404, "use POST for :predict")
             except ServingFailure as exc:
                 self._send(exc.http, {"error": str(exc)})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             try:
                 name, version, label, rest = self._route()
                 if rest != ":predict":
@@ -356,12 +386,16 @@ def _rest_handler(serving: Serving) -> type[BaseHTTPRequestHandler]:
             except (ValueError, KeyError) as exc:
                 self._send(400, {"error": f"bad request: {exc}"})
 
-        def _predict(self, name: str, version: int | None, label: str | None,
-                     body: dict[str, Any]) -> dict[str, Any]:
+        def _predict(
+            self, name: str, version: int | None, label: str | None, body: dict[str, Any]
+        ) -> dict[str, Any]:
             signature = body.get("signature_name", "serving_default")
             _, entry = serving.resolve(name, version, label)
-            keys = sorted(entry.signature_defs[signature].inputs) if (
-                signature in entry.signature_defs) else []
+            keys = (
+                sorted(entry.signature_defs[signature].inputs)
+                if (signature in entry.signature_defs)
+                else []
+            )
             if "instances" in body:
                 rows = body["instances"]
                 if rows and isinstance(rows[0], dict):
@@ -370,19 +404,28 @@ def _rest_handler(serving: Serving) -> type[BaseHTTPRequestHandler]:
                     inputs = {keys[0] if keys else "x": np.array(rows)}
             else:
                 cols = body["inputs"]
-                inputs = ({k: np.array(v) for k, v in cols.items()} if isinstance(cols, dict)
-                          else {keys[0] if keys else "x": np.array(cols)})
-            inputs = {k: v.astype(np.float32) if v.dtype == np.float64 else v
-                      for k, v in inputs.items()}
+                inputs = (
+                    {k: np.array(v) for k, v in cols.items()}
+                    if isinstance(cols, dict)
+                    else {keys[0] if keys else "x": np.array(cols)}
+                )
+            inputs = {
+                k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in inputs.items()
+            }
             _, outputs = serving.predict(name, version, label, signature, inputs)
             if "instances" in body:
                 if len(outputs) == 1:
                     return {"predictions": _json_out(next(iter(outputs.values())))}
                 batch = len(next(iter(outputs.values())))
-                return {"predictions": [
-                    {k: _json_out(v[i:i + 1])[0] if v.ndim == 1 else v[i].tolist()
-                     for k, v in outputs.items()} for i in range(batch)
-                ]}
+                return {
+                    "predictions": [
+                        {
+                            k: _json_out(v[i : i + 1])[0] if v.ndim == 1 else v[i].tolist()
+                            for k, v in outputs.items()
+                        }
+                        for i in range(batch)
+                    ]
+                }
             if len(outputs) == 1:
                 return {"outputs": _json_out(next(iter(outputs.values())))}
             return {"outputs": {k: _json_out(v) for k, v in outputs.items()}}
