@@ -6,34 +6,15 @@ are shared at session scope so that the whole stage stays well under a minute of
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import toolkit_models
+from toolkit_helpers import REFERENCE_MODEL, export_demo, quiet
+from toolkit_serving_server import Serving, load_model
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("TFS_FLEET_SHARED", REPO / ".." / "shared")).resolve()
-REFERENCE_MODEL = SHARED / "reference-models" / "saved_model_half_plus_two_cpu"
-HERE = Path(__file__).resolve().parent
-VENV_PYTHON = sys.executable
-
-import toolkit_models  # noqa: E402
-from toolkit_serving_server import Serving, load_model  # noqa: E402
-
-from tfs_fleet import export as ex  # noqa: E402
-
-
-def quiet(_: str) -> None:
-    """Progress sink for in-process exports."""
-
-
-def export_demo(base: Path, name: str = "half_plus_two", **kw: object) -> ex.ExportResult:
-    opts = ex.ExportOptions(export_base=base, model_name=name, **kw)  # type: ignore[arg-type]
-    return ex.export(ex.demo_source("half_plus_two"), opts, progress=quiet)
+from tfs_fleet import export as ex
 
 
 @pytest.fixture(scope="session")

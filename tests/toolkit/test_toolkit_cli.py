@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import toolkit_models
-from conftest import REPO, VENV_PYTHON
+from toolkit_helpers import REPO, VENV_PYTHON
 
 from tfs_fleet.export_cli import main as export_main
 from tfs_fleet.smoke_cli import main as smoke_main

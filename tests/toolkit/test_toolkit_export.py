@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import toolkit_models
-from conftest import REPO, VENV_PYTHON, export_demo, quiet
 from tensorflow_serving.apis import prediction_log_pb2
+from toolkit_helpers import REPO, VENV_PYTHON, export_demo, quiet
 
 from tfs_fleet import export as ex
 from tfs_fleet.export_cli import main as export_main

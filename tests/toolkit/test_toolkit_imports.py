@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import REPO, VENV_PYTHON
+from toolkit_helpers import REPO, VENV_PYTHON
 
 
 def run(code: str) -> str:

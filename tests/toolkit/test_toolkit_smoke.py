@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, VENV_PYTHON
+from toolkit_helpers import REPO, VENV_PYTHON
 from toolkit_serving_server import Serving
 
 from tfs_fleet.manifest import MANIFEST_FORMAT
