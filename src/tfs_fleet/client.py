@@ -263,7 +263,7 @@ class RestClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
-            raise ServingError(f"GET/POST {url}: HTTP {exc.code}: {_error_text(exc)}") from exc
+            raise ServingError(f"{req.method} {url}: HTTP {exc.code}: {_error_text(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise ServingError(f"{url}: {exc}", "UNAVAILABLE") from exc
         except json.JSONDecodeError as exc:

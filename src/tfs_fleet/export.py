@@ -528,7 +528,9 @@ def export(
         step("validate", lambda: validate(staging, opts, sample, expected))
         if opts.warmup_records:
             step("warmup records", lambda: write_warmup(staging, opts, sample))
-        manifest = build_manifest(staging, opts, version, source, sample, expected)
+        manifest = step(
+            "manifest", lambda: build_manifest(staging, opts, version, source, sample, expected)
+        )
 
         def write_manifest(final_version: int) -> None:
             manifest["version"] = final_version

@@ -34,7 +34,7 @@ class SmokeOptions:
     model: str
     manifest: Manifest
     version: int | None = None
-    signature: str | None = None  # default: the manifest sample's signature
+    signature: str | None = None  # metadata check; default: the manifest sample's signature
     wait_s: float = 60.0
     poll_s: float = 1.0
     timeout_s: float = 10.0
@@ -191,9 +191,8 @@ def _compare_outputs(
             )
 
 
-def check_predict(
-    client: GrpcClient, opts: SmokeOptions, version: int, signature: str, report: HostReport
-) -> str:
+def check_predict(client: GrpcClient, opts: SmokeOptions, version: int, report: HostReport) -> str:
+    """Predict with the golden sample on the signature it was recorded for."""
     golden = opts.manifest.golden()
     rtol = golden.rtol if opts.rtol is None else opts.rtol
     atol = golden.atol if opts.atol is None else opts.atol
@@ -201,7 +200,9 @@ def check_predict(
     result = None
     for _ in range(max(opts.repeat, 1)):
         start = time.perf_counter()
-        result = client.predict(opts.model, golden.inputs, signature=signature, version=version)
+        result = client.predict(
+            opts.model, golden.inputs, signature=golden.signature, version=version
+        )
         times.append((time.perf_counter() - start) * 1000.0)
     assert result is not None
     _compare_outputs(result.outputs, golden.expected, rtol, atol)
@@ -224,6 +225,8 @@ def _run_check(report: HostReport, name: str, fn: Callable[[], str]) -> bool:
         check.ok = True
     except (CheckFailed, ServingError, ValueError) as exc:
         check.ok, check.detail = False, str(exc)
+    except Exception as exc:  # one host's surprise must not hide the other hosts' results
+        check.ok, check.detail = False, f"unexpected {type(exc).__name__}: {exc}"
     check.seconds = round(time.perf_counter() - start, 3)
     return bool(check.ok)
 
@@ -255,7 +258,7 @@ def smoke_host(target: Target, opts: SmokeOptions) -> HostReport:
         _run_check(
             report,
             "predict",
-            lambda: check_predict(grpc_client, opts, version, signature, report),
+            lambda: check_predict(grpc_client, opts, version, report),
         )
     return report
 

@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="version to check (default: the highest AVAILABLE one)",
     )
-    p.add_argument("--signature", help="signature to check (default: the manifest sample's)")
+    p.add_argument(
+        "--signature",
+        help="signature the metadata check looks for (default: the manifest sample's; Predict "
+        "always uses the sample's own signature)",
+    )
     p.add_argument(
         "--wait",
         type=_positive(float),

@@ -251,3 +251,13 @@ def test_unreachable_host_fails_status(good_export: Any, capsys: Any) -> None:
     err = capsys.readouterr().err
     assert rc == 1
     assert "FAIL host 127.0.0.1:9" in err and "status:" in err and "UNAVAILABLE" in err
+
+
+def test_second_signature_is_checked_in_metadata(serving: Serving, good_export: Any) -> None:
+    """--signature tf_example: metadata must match the manifest's tf_example entry; Predict
+    still uses the golden sample's own signature."""
+    rc = smoke_main(
+        ["--manifest", str(good_export.manifest_path), "--signature", "tf_example",
+         "--wait", "5", *hosts(serving)]
+    )  # fmt: skip
+    assert rc == 0
