@@ -363,7 +363,7 @@ def make_sample(source: ModelSource, opts: ExportOptions) -> np.ndarray:
             )
         rng = np.random.default_rng(opts.seed)
         sample = rng.random((opts.sample_batch, *dims.as_list()))
-    sample = np.asarray(sample).astype(source.input_spec.dtype.as_numpy_dtype)
+    sample = np.asarray(sample).astype(np.dtype(source.input_spec.dtype.as_numpy_dtype))
     if not source.input_spec.shape.is_compatible_with(sample.shape):
         raise UsageError(
             f"sample shape {sample.shape} does not fit input {source.input_spec.shape}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tfs_fleet.manifest import ManifestError, load_manifest
@@ -25,8 +26,10 @@ exit status: 0 every host passed; 1 a host failed a check (stderr names host and
 """
 
 
-def _positive(kind: type) -> object:
-    def parse(text: str) -> object:
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """argparse type: ``kind(text)`` that must be > 0."""
+
+    def parse(text: str) -> float:
         value = kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"{text}: must be > 0")

@@ -431,3 +431,28 @@ def _rest_handler(serving: Serving) -> type[BaseHTTPRequestHandler]:
             return {"outputs": {k: _json_out(v) for k, v in outputs.items()}}
 
     return Handler
+
+
+def _main() -> None:
+    """Serve models by hand: python tests/toolkit/toolkit_serving_server.py NAME=BASE_PATH ..."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", metavar="NAME=BASE_PATH")
+    parser.add_argument("--seconds", type=float, default=600.0, help="serve this long (600)")
+    args = parser.parse_args()
+    models = {}
+    for spec in args.models:
+        name, _, base = spec.partition("=")
+        models[name] = load_model(name, Path(base))
+    server = Serving(models).start()
+    print(f"grpc {server.grpc_target} rest {server.rest_target}", flush=True)
+    try:
+        time.sleep(args.seconds)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    _main()
