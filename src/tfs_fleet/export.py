@@ -191,6 +191,8 @@ def load_model_fn(spec: str) -> Callable[[], Any]:
     module_name, sep, func_name = spec.partition(":")
     if not sep or not module_name or not func_name:
         raise UsageError(f"--model-fn {spec!r}: expected MODULE:FUNCTION, e.g. mypkg.nets:build")
+    if os.getcwd() not in sys.path:  # like `python -m`: modules beside the caller import
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -227,7 +229,17 @@ def checkpoint_source(checkpoint: Path, model_fn: str, attr: str = "model") -> M
     """
     builder = load_model_fn(model_fn)
     prefix = _resolve_checkpoint(checkpoint)
-    model = builder()
+    try:
+        model = builder()
+    except Exception as exc:
+        raise UsageError(
+            f"--model-fn {model_fn}: the function raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(model) or not hasattr(model, "trainable_variables"):
+        raise UsageError(
+            f"--model-fn {model_fn}: returned {type(model).__name__}; it must return a Keras "
+            "model or a callable tf.Module"
+        )
     spec = getattr(model, "serving_input_spec", None)
     if spec is None:
         spec = _keras_input_spec(model, f"--model-fn {model_fn}")
@@ -241,7 +253,7 @@ def checkpoint_source(checkpoint: Path, model_fn: str, attr: str = "model") -> M
             f"--checkpoint {prefix}: does not match the model from --model-fn {model_fn} "
             f"(saved as tf.train.Checkpoint({attr}=model)?): {str(exc)[:300]}"
         ) from exc
-    if not model.trainable_variables and not getattr(model, "variables", None):
+    if not model.trainable_variables:
         raise UsageError(f"--model-fn {model_fn}: the model has no variables to restore")
     call = (lambda x: model(x, training=False)) if hasattr(model, "layers") else model
     return ModelSource(model, call, spec, f"checkpoint {prefix} with {model_fn}")

@@ -123,6 +123,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("no_such_module_xyz:build", [], "cannot import module 'no_such_module_xyz'"),
         ("toolkit_models:missing", [], "module 'toolkit_models' has no function 'missing'"),
         ("toolkit_models:linear", ["--checkpoint-attr", "net"], "does not match the model"),
+        ("toolkit_models:not_a_model", [], "returned str; it must return a Keras model"),
+        ("toolkit_models:broken", [], "raised RuntimeError: builder failed on purpose"),
     ],
 )
 def test_bad_model_function(

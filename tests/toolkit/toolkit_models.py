@@ -36,6 +36,14 @@ def noisy() -> Noisy:
     return Noisy()
 
 
+def not_a_model() -> str:
+    return "a string is not a model"
+
+
+def broken() -> Linear:
+    raise RuntimeError("builder failed on purpose")
+
+
 def save_checkpoint(directory: str, a: float, b: float) -> str:
     """Write tf.train.Checkpoint(model=Linear) with the given weights; returns the prefix."""
     model = Linear()
