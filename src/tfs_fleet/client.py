@@ -146,11 +146,19 @@ class GrpcClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, method: Callable[..., Any], request: Any) -> Any:
-        delays = self.retry.delays()
+    def _call(
+        self,
+        what: str,
+        method: Callable[..., Any],
+        request: Any,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        delays = (retry or self.retry).delays()
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         for attempt in range(len(delays) + 1):
             try:
-                return method(request, timeout=self.timeout_s)
+                return method(request, timeout=timeout)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < len(delays):
@@ -203,11 +211,21 @@ class GrpcClient:
         return dict(sig_map.signature_def)
 
     def get_model_status(
-        self, model: str, *, version: int | None = None, version_label: str | None = None
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        version_label: str | None = None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> list[VersionStatus]:
+        """Version states. ``timeout_s``/``retry`` override the client's for this call (a
+        polling loop passes its remaining time and a single attempt)."""
         request = get_model_status_pb2.GetModelStatusRequest()
         _model_spec(request.model_spec, model, version, version_label, None)
-        response = self._call("GetModelStatus", self._models.GetModelStatus, request)
+        response = self._call(
+            "GetModelStatus", self._models.GetModelStatus, request, timeout_s, retry
+        )
         return [_status_from_proto(entry) for entry in response.model_version_status]
 
 

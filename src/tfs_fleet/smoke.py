@@ -21,6 +21,7 @@ from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError, 
 from tfs_fleet.manifest import Manifest
 
 CHECKS = ("status", "metadata", "predict")
+_POLL_ONCE = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,13 @@ def wait_available(
     last = ""
     while True:
         try:
-            statuses = client.get_model_status(opts.model, version=opts.version)
+            remaining = max(deadline - clock(), 0.05)
+            statuses = client.get_model_status(
+                opts.model,
+                version=opts.version,
+                timeout_s=min(opts.timeout_s, remaining),
+                retry=_POLL_ONCE,  # the loop itself is the retry
+            )
             version, last = _pick_version(statuses, opts.version)
             if version is not None:
                 return version

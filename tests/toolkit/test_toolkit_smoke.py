@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +263,23 @@ def test_second_signature_is_checked_in_metadata(serving: Serving, good_export: 
          "--wait", "5", *hosts(serving)]
     )  # fmt: skip
     assert rc == 0
+
+
+def test_wait_is_bounded_against_a_silent_host(good_export: Any, capsys: Any) -> None:
+    """A port that accepts TCP but never speaks HTTP/2: --wait bounds the whole status check
+    even though each request's own deadline (--timeout 20) is longer."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        rc = smoke_main(
+            ["--manifest", str(good_export.manifest_path), "--wait", "1.5", "--timeout", "20",
+             "--grpc", target, "--rest", target]
+        )  # fmt: skip
+        elapsed = time.monotonic() - start
+    assert rc == 1
+    assert elapsed < 4.0
+    assert "status: model 'half_plus_two' any version not AVAILABLE after 1.5 s" in (
+        capsys.readouterr().err
+    )
