@@ -32,7 +32,9 @@ def test_running_engine_uses_the_merged_config(host):
 
 def test_a_container_runs_inside(host):
     host.check_output("docker load -i /root/probe.tar")
-    out = host.check_output("docker run --rm tfs-fleet/probe:latest echo hello-from-inner-container")
+    out = host.check_output(
+        "docker run --rm tfs-fleet/probe:latest echo hello-from-inner-container"
+    )
     assert out.strip() == "hello-from-inner-container"
 
 
