@@ -5,8 +5,15 @@ import json
 import pytest
 
 
-def test_engine_package_installed(host):
-    assert host.package("docker.io").is_installed
+def test_engine_package_installed_at_the_pinned_version(host):
+    pinned = json.loads(host.file("/etc/ansible/facts.d/molecule.fact").content_string)
+    package = host.package("docker.io")
+    assert package.is_installed
+    assert package.version == pinned["docker_version"]
+    preferences = host.file("/etc/apt/preferences.d/tfs-fleet-docker").content_string
+    assert "Package: docker.io" in preferences
+    assert f"Pin: version {pinned['docker_version']}" in preferences
+    assert "Pin-Priority: 1001" in preferences
 
 
 def test_dockerd_active_and_enabled(host):
@@ -32,7 +39,9 @@ def test_running_engine_uses_the_merged_config(host):
 
 def test_a_container_runs_inside(host):
     host.check_output("docker load -i /root/probe.tar")
-    out = host.check_output("docker run --rm tfs-fleet/probe:latest echo hello-from-inner-container")
+    out = host.check_output(
+        "docker run --rm tfs-fleet/probe:latest echo hello-from-inner-container"
+    )
     assert out.strip() == "hello-from-inner-container"
 
 
