@@ -1,0 +1,287 @@
+"""The rollout tests' 3-host sandbox fleet (TFS_FLEET_SANDBOX=rollout): creation, the rollout
+playbook, per-host state as the tests assert it, and a bounded client load."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError
+
+from helpers import BIN, REPO, docker, recap_changed, require_docker_image
+
+FLEET = "rollout"
+HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
+CANARY = HOSTS[0]
+GRPC_BASE, REST_BASE = 39500, 39600
+MODEL = "half_plus_two"
+IMAGE = "tfs-fleet/serving-standin:latest"
+MODELS_DIR = f"/srv/tfserving/models/{MODEL}"
+RETIRED_DIR = f"/srv/tfserving/retired/{MODEL}"
+ARCHIVE = Path(
+    os.environ.get("TFS_FLEET_STANDIN_ARCHIVE", REPO / "artifacts/images/serving-standin.tar")
+)
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def grpc_port(host: str) -> int:
+    return GRPC_BASE + int(host.rsplit("-", 1)[1])
+
+
+def rest_port(host: str) -> int:
+    return REST_BASE + int(host.rsplit("-", 1)[1])
+
+
+def env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "TFS_FLEET_SANDBOX": FLEET,
+        "PYTHONPATH": str(REPO / "src"),
+    }
+
+
+def playbook(*args: str, timeout: int = 420, extra_env: dict[str, str] | None = None) -> Run:
+    """Run ansible-playbook against the rollout fleet; returns its output and recap."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        capture_output=True, text=True, cwd=REPO, env={**env(), **(extra_env or {})},
+        timeout=timeout,
+    )  # fmt: skip
+    return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+    seconds: float
+
+    @property
+    def changed(self) -> dict[str, int]:
+        return recap_changed(self.output)
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def in_host(host: str, *argv: str, check: bool = True) -> str:
+    return docker("exec", host, *argv, check=check).stdout
+
+
+def host_versions(host: str, directory: str = MODELS_DIR) -> list[str]:
+    """Entries of a model directory on a host (numeric versions and anything else)."""
+    out = in_host(host, "sh", "-c", f"ls -A {directory} 2>/dev/null || true")
+    return sorted(out.split())
+
+
+def container(host: str) -> dict[str, Any]:
+    out = in_host(host, "docker", "inspect", "tfserving", check=False)
+    docs = json.loads(out) if out.strip() else []
+    return docs[0] if docs else {}
+
+
+def available_versions(host: str, timeout: float = 5.0) -> list[int]:
+    """Versions the host's server reports AVAILABLE (gRPC GetModelStatus); [] when none."""
+    client = GrpcClient(f"127.0.0.1:{grpc_port(host)}", timeout_s=timeout, retry=NO_RETRY)
+    try:
+        statuses = client.get_model_status(MODEL)
+    except ServingError:
+        return []
+    finally:
+        client.close()
+    return sorted(s.version for s in statuses if s.state == "AVAILABLE")
+
+
+def wait_available(host: str, version: int, seconds: float = 90) -> list[int]:
+    deadline = time.monotonic() + seconds
+    versions: list[int] = []
+    while time.monotonic() < deadline:
+        versions = available_versions(host)
+        if versions == [version]:
+            return versions
+        time.sleep(1)
+    return versions
+
+
+@dataclass
+class HostState:
+    image_id: str
+    served_dirs: list[str]
+    retired_dirs: list[str]
+    available: list[int]
+    started: str
+    container_id: str
+
+
+def state(host: str) -> HostState:
+    info = container(host)
+    return HostState(
+        image_id=info.get("Image", ""),
+        served_dirs=host_versions(host),
+        retired_dirs=host_versions(host, RETIRED_DIR),
+        available=available_versions(host),
+        started=info.get("State", {}).get("StartedAt", ""),
+        container_id=info.get("Id", ""),
+    )
+
+
+def standin_image_id(host: str) -> str:
+    return in_host(host, "docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).strip()
+
+
+@dataclass
+class Load:
+    """Bounded client load: gRPC Predict (no retry) round-robin on the hosts' published ports,
+    and a REST predict every 5th request, until stopped or max_seconds / max_requests."""
+
+    hosts: Sequence[str]
+    max_seconds: float = 400
+    max_requests: int = 100_000
+    interval_s: float = 0.05
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    answers: dict[float, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _one(self, host: str, clients: dict[str, GrpcClient]) -> None:
+        try:
+            if self.sent % 5 == 4:
+                rest = RestClient(f"127.0.0.1:{rest_port(host)}", timeout_s=5)
+                value = float(rest.predict_rows(MODEL, [[1.0]]).reshape(-1)[0])
+            else:
+                result = clients[host].predict(MODEL, {"x": np.array([[1.0]], dtype=np.float32)})
+                value = float(next(iter(result.outputs.values())).reshape(-1)[0])
+            self.answers[value] = self.answers.get(value, 0) + 1
+        except ServingError as exc:
+            self.failures.append(f"{host}: {exc}")
+
+    def _loop(self) -> None:
+        clients = {
+            h: GrpcClient(f"127.0.0.1:{grpc_port(h)}", timeout_s=5, retry=NO_RETRY)
+            for h in self.hosts
+        }
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if self.sent >= self.max_requests:
+                    break
+                self._one(self.hosts[self.sent % len(self.hosts)], clients)
+                self.sent += 1
+                time.sleep(self.interval_s)
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+@dataclass
+class Fleet:
+    export_base: Path
+    runs_dir: Path
+
+    def rollout_args(self, *extra: str, run_id: str) -> list[str]:
+        return [
+            str(BIN / "ansible-playbook"),
+            "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
+            "-e", f"tfserving_models_export_base={self.export_base}",
+            "-e", f"tfserving_verify_export_base={self.export_base}",
+            "-e", f"tfserving_image={IMAGE}",
+            "-e", f"rollout_report_dir={self.runs_dir}",
+            "-e", f"rollout_run_id={run_id}",
+            "-e", "tfserving_verify_wait_seconds=60",
+            *extra,
+        ]  # fmt: skip
+
+    def rollout(self, *extra: str, run_id: str, timeout: int = 420) -> Run:
+        return playbook(*self.rollout_args(*extra, run_id=run_id)[1:], timeout=timeout)
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        return json.loads((self.runs_dir / run_id / "report.json").read_text())
+
+    def exported(self) -> list[int]:
+        base = self.export_base / MODEL
+        return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
+
+    def set_exported(self, versions: Sequence[int], library: Path) -> None:
+        """Make the export base hold exactly these versions (from the library of exports)."""
+        base = self.export_base / MODEL
+        base.mkdir(parents=True, exist_ok=True)
+        for path in base.iterdir():
+            if path.name.isdigit() and int(path.name) not in versions:
+                shutil.rmtree(path)
+        for version in versions:
+            if not (base / str(version)).exists():
+                shutil.copytree(library / MODEL / str(version), base / str(version))
+
+
+def create_fleet() -> None:
+    """The 3 sandbox hosts with their engine and the stand-in image (idempotent)."""
+    require_docker_image()
+    if not ARCHIVE.is_file():
+        raise AssertionError(f"{ARCHIVE} is missing: run `make standin-archive` first")
+    up = playbook(
+        str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_host_count=3",
+        "-e", f"sandbox_grpc_port_base={GRPC_BASE}", "-e", f"sandbox_rest_port_base={REST_BASE}",
+    )  # fmt: skip
+    assert up.rc == 0, up.tail()
+    setup = playbook(
+        "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml")
+    )
+    assert setup.rc == 0, setup.tail()
+    loads = []
+    for host in HOSTS:
+        if docker("exec", host, "docker", "image", "inspect", IMAGE, check=False).returncode:
+            with ARCHIVE.open("rb") as archive:
+                argv = ["docker", "exec", "-i", host, "docker", "load"]
+                loads.append(subprocess.Popen(argv, stdin=archive, stdout=subprocess.DEVNULL))
+    for proc in loads:
+        assert proc.wait(timeout=300) == 0, "docker load of the stand-in archive failed"
+
+
+def destroy_fleet() -> None:
+    playbook(str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_state=absent")
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL ansible-playbook and every process it started (its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def wait_for(predicate: Any, seconds: float, poll: float = 0.2) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
+
+
+def iter_hosts_but(*excluded: str) -> Iterator[str]:
+    return (h for h in HOSTS if h not in excluded)
