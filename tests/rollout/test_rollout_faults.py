@@ -41,6 +41,16 @@ from fleet import (
 GOOD_ANSWER = 2.5  # half_plus_two(1.0)
 SERIAL_FAST = '{"rollout_serial": [1, "100%"]}'
 TIMINGS: dict[str, float] = {}
+# An undrain hook as a task file (the drain hook is a command): appends to a controller file.
+UNDRAIN_TASKS = """\
+- name: Put the host back into the load balancer (test marker)
+  ansible.builtin.lineinfile:
+    path: {marker}
+    line: undrain {{{{ inventory_hostname }}}}
+    insertafter: EOF
+  delegate_to: localhost
+  become: false
+"""
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +98,26 @@ def statuses(report: dict) -> dict[str, str]:
     return {entry["host"]: entry["status"] for entry in report["hosts"]}
 
 
-def test_good_model_rolls_out_under_load(fleet: Fleet, library: Path) -> None:
-    """Scenario 1: version 2 under continuous client load, default batches [1, 25%, 100%]."""
+def test_good_model_rolls_out_under_load(fleet: Fleet, library: Path, tmp_path: Path) -> None:
+    """Scenario 1: version 2 under continuous client load, default batches [1, 25%, 100%], with
+    a drain command and an undrain task file that write a marker file on the controller."""
     converge(fleet, library, [1])
     before = {h: state(h) for h in HOSTS}
     fleet.set_exported([1, 2], library)
+    marker = tmp_path / "lb.log"
+    undrain = tmp_path / "undrain.yml"
+    undrain.write_text(UNDRAIN_TASKS.format(marker=marker))
+    hooks = {
+        "rollout_drain_command": [
+            "sh",
+            "-c",
+            f"echo drain {{{{ inventory_hostname }}}} >>{marker}",
+        ],
+        "rollout_undrain_tasks": str(undrain),
+    }
     start = time.monotonic()
     with Load(HOSTS) as load:
-        run = fleet.rollout(run_id="s1-good-v2")
+        run = fleet.rollout("-e", json.dumps(hooks), run_id="s1-good-v2")
         time.sleep(2)
     TIMINGS["s1_good_under_load"] = time.monotonic() - start
     assert run.rc == 0, run.tail()
@@ -120,6 +142,11 @@ def test_good_model_rolls_out_under_load(fleet: Fleet, library: Path) -> None:
     assert load.failures == [], load.failures[:5]
     assert load.sent > 100 and set(load.answers) == {GOOD_ANSWER}, (load.sent, load.answers)
     assert "rollout s1-good-v2: OK" in run.output  # the table is printed
+    order = [entry["host"] for entry in report["hosts"]]
+    assert marker.read_text().split("\n") == [
+        *[line for host in order for line in (f"drain {host}", f"undrain {host}")],
+        "",
+    ]
 
 
 def test_bad_model_stops_at_the_canary(fleet: Fleet, library: Path) -> None:
@@ -158,6 +185,8 @@ def test_bad_model_stops_at_the_canary(fleet: Fleet, library: Path) -> None:
     assert after.available == [2] and after.served_dirs == ["1", "2"]
     assert "3" in after.retired_dirs  # moved aside, not deleted
     assert after.container_id == before[CANARY].container_id
+    deployed = json.loads(in_host(CANARY, "cat", "/etc/tfs-fleet/serving-state.json"))
+    assert deployed["current"]["models"] == {MODEL: [1, 2]}  # the state records the rollback
     for host in HOSTS[1:]:
         now = state(host)
         assert now.served_dirs == before[host].served_dirs == ["1", "2"], host
