@@ -39,7 +39,8 @@ from fleet import (
 )
 
 GOOD_ANSWER = 2.5  # half_plus_two(1.0)
-SERIAL_FAST = '{"rollout_serial": [1, "100%"]}'
+# Converging and re-running need no canary: every host in one batch.
+ONE_BATCH = '{"rollout_serial": ["100%"]}'
 TIMINGS: dict[str, float] = {}
 # An undrain hook as a task file (the drain hook is a command): appends to a controller file.
 UNDRAIN_TASKS = """\
@@ -88,7 +89,7 @@ def converge(fleet: Fleet, library: Path, versions: list[int]) -> None:
     newest = max(versions)
     if all(available_versions(h) == [newest] for h in HOSTS):
         return
-    run = fleet.rollout("-e", SERIAL_FAST, run_id=f"converge-{newest}-{time.time_ns()}")
+    run = fleet.rollout("-e", ONE_BATCH, run_id=f"converge-{newest}-{time.time_ns()}")
     assert run.rc == 0, run.tail()
     for host in HOSTS:
         assert wait_available(host, newest) == [newest], host
@@ -214,7 +215,7 @@ def test_serving_comes_back_after_dockerd_restart_and_a_killed_server(
     restarted = state(killed_host)
     assert restarted.container_id == before_kill.container_id
     assert restarted.started != before_kill.started  # restarted by the policy, not recreated
-    run = fleet.rollout("-e", SERIAL_FAST, run_id="s5-rerun")
+    run = fleet.rollout("-e", ONE_BATCH, run_id="s5-rerun")
     TIMINGS["s5_restart_policy"] = time.monotonic() - start
     assert run.rc == 0, run.tail()
     assert run.changed == {"localhost": 0, **{h: 0 for h in HOSTS}}, run.tail(20)
@@ -321,7 +322,7 @@ def test_sync_killed_mid_transfer_never_serves_a_partial_version(
     assert "5" not in canary.served_dirs and ".tfs-fleet-incoming-5" in canary.served_dirs
     assert 0 < partial < 24 * 1024 * 1024
     assert 5 not in seen_versions and canary.available == [4], seen_versions
-    rerun = fleet.rollout("-e", SERIAL_FAST, run_id="s4-rerun")
+    rerun = fleet.rollout("-e", ONE_BATCH, run_id="s4-rerun")
     TIMINGS["s4_killed_sync"] = time.monotonic() - start
     assert rerun.rc == 0, rerun.tail()
     for host in HOSTS:
@@ -329,3 +330,59 @@ def test_sync_killed_mid_transfer_never_serves_a_partial_version(
         assert now.available == [5], host
         assert now.served_dirs == ["2", "4", "5"], host  # staging published, 1 retired
         assert "1" in now.retired_dirs
+
+
+BAD_IMAGE = "tfsf-rollout-badimage:latest"
+
+
+@pytest.fixture
+def bad_image() -> Iterator[str]:
+    """A serving image that starts and never serves (sleep on the 2 MB probe image), loaded into
+    the canary's engine only."""
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", BAD_IMAGE, "-"],
+        input='FROM tfs-fleet/probe:latest\nENTRYPOINT ["sh", "-c", "sleep 3600", "bad-serving"]\n',
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    save = subprocess.Popen(["docker", "save", BAD_IMAGE], stdout=subprocess.PIPE)
+    load = subprocess.run(
+        ["docker", "exec", "-i", CANARY, "docker", "load"], stdin=save.stdout,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+    yield BAD_IMAGE
+    docker("image", "rm", BAD_IMAGE, check=False)
+
+
+def test_bad_image_is_rolled_back_to_the_previous_image_id(
+    fleet: Fleet, library: Path, bad_image: str
+) -> None:
+    """A new image that never serves: the canary's container is recreated with it, fails the
+    gate, and is recreated again from the previous image ID; no other host is touched."""
+    converge(fleet, library, fleet.exported() or [1, 2])
+    newest = max(fleet.exported())
+    before = {h: state(h) for h in HOSTS}
+    start = time.monotonic()
+    run = fleet.rollout(
+        "-e", f"tfserving_image={bad_image}", "-e", "tfserving_verify_wait_seconds=15",
+        run_id="s6-bad-image",
+    )  # fmt: skip
+    TIMINGS["s6_bad_image"] = time.monotonic() - start
+    assert run.rc != 0, run.tail()
+    report = fleet.report("s6-bad-image")
+    assert statuses(report) == {CANARY: "rolled-back", **{h: "not-reached" for h in HOSTS[1:]}}
+    canary = report["hosts"][0]
+    bad_id = in_host(CANARY, "docker", "image", "inspect", "-f", "{{.Id}}", bad_image).strip()
+    assert canary["gate"] == "failed" and "status" in canary["detail"], canary["detail"]
+    after = state(CANARY)
+    assert after.image_id == before[CANARY].image_id != bad_id
+    assert after.container_id != before[CANARY].container_id  # recreated twice
+    assert wait_available(CANARY, newest) == [newest]
+    deployed = json.loads(in_host(CANARY, "cat", "/etc/tfs-fleet/serving-state.json"))
+    assert deployed["current"]["image_id"] == before[CANARY].image_id
+    assert deployed["previous"]["image_id"] == bad_id
+    for host in HOSTS[1:]:
+        now = state(host)
+        assert (now.container_id, now.started) == (before[host].container_id, before[host].started)
+        assert now.available == [newest]
