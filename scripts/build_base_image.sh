@@ -56,7 +56,7 @@ fi
 case "$SOURCE" in
   registry)
     { echo "FROM debian:12"
-      echo "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(echo "$PACKAGES" | tr , ' ') && rm -rf /var/lib/apt/lists/*"
+      echo "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(echo "$PACKAGES" | tr , ' ') && rm -rf /var/lib/apt/lists/* && touch -d @0 /var/lib/apt/lists"
       dockerfile_tail; } >"$workdir/Dockerfile"
     ;;
   debootstrap)
@@ -73,6 +73,8 @@ case "$SOURCE" in
     rm -f "$workdir/rootfs/etc/apt/sources.list"
     chroot "$workdir/rootfs" apt-get clean
     rm -rf "$workdir/rootfs/var/lib/apt/lists/"*
+    # An empty, old package list: the first apt task with cache_valid_time refreshes it.
+    touch -d @0 "$workdir/rootfs/var/lib/apt/lists"
     tar -C "$workdir/rootfs" -c . | docker import - tfs-fleet/debian12-rootfs:build >/dev/null
     { echo "FROM tfs-fleet/debian12-rootfs:build"; dockerfile_tail; } >"$workdir/Dockerfile"
     ;;
