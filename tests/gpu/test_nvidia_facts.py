@@ -106,3 +106,42 @@ def test_smi_empty_output_means_no_gpus() -> None:
 def test_smi_errors(output: str) -> None:
     with pytest.raises(nf.NvidiaParseError):
         nf.smi_gpus(output)
+
+
+def test_other_branch_packages_for_an_upgrade() -> None:
+    installed = {
+        "nvidia-driver-535-server": [{}],
+        "libnvidia-compute-535-server": [{}],
+        "nvidia-utils-535-server": [{}],
+        "nvidia-headless-no-dkms-535-server": [{}],
+        "cuda-drivers-535": [{}],
+        "nvidia-utils-580-server": [{}],
+        "nvidia-driver-580-server": [{}],
+        "nvidia-container-toolkit": [{}],
+        "libnvidia-container1": [{}],
+        "nvidia-kernel-common": [{}],
+        "linux-modules-nvidia-535-server-generic": [{}],
+        "bash": [{}],
+    }
+    assert nf.other_branch_packages(installed, "580") == [
+        "cuda-drivers-535",
+        "libnvidia-compute-535-server",
+        "nvidia-driver-535-server",
+        "nvidia-headless-no-dkms-535-server",
+        "nvidia-utils-535-server",
+    ]
+    assert nf.other_branch_packages(list(installed), "535") == [
+        "nvidia-driver-580-server",
+        "nvidia-utils-580-server",
+    ]
+
+
+@pytest.mark.parametrize("branch", ["", "58", "latest", "5800"])
+def test_other_branch_packages_bad_branch(branch: str) -> None:
+    with pytest.raises(nf.NvidiaParseError, match="three digits"):
+        nf.other_branch_packages(["nvidia-driver-535"], branch)
+
+
+def test_other_branch_packages_rejects_a_string() -> None:
+    with pytest.raises(nf.NvidiaParseError, match="expected package names"):
+        nf.other_branch_packages("nvidia-driver-535", "580")

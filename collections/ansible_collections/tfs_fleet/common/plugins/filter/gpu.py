@@ -76,5 +76,6 @@ class FilterModule:
             "nvidia_pci_gpus": nvidia_facts.pci_gpus,
             "nvidia_smi_gpus": nvidia_facts.smi_gpus,
             "nvidia_proc_version": nvidia_facts.proc_driver_version,
+            "nvidia_other_branch_packages": nvidia_facts.other_branch_packages,
         }
         return {name: _wrap(name, func) for name, func in table.items()}

@@ -20,6 +20,11 @@ DISPLAY_CLASS_PREFIX = "0x03"
 _PROC_RE = re.compile(r"NVRM version:.*?\s(\d{2,4}\.\d{1,3}(?:\.\d{1,3})?)(?:\s|$)")
 _DRIVER_RE = re.compile(r"^\d{2,4}\.\d{1,3}(?:\.\d{1,3})?$")
 _MEMORY_RE = re.compile(r"^(\d+)\s*MiB$")
+# Ubuntu's branch-suffixed driver packages (nvidia-driver-535-server, libnvidia-compute-535,
+# nvidia-utils-580) and NVIDIA's cuda-drivers-<branch>; not the container toolkit's packages.
+_BRANCH_PACKAGE_RE = re.compile(
+    r"^(?:(?:lib)?nvidia-[a-z0-9-]*?|cuda-drivers)-(\d{3})(?:-server)?$"
+)
 _PCI_ADDRESS_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _HEX_RE = re.compile(r"^0x[0-9a-f]+$")
 
@@ -87,3 +92,20 @@ def smi_gpus(output: str) -> list[dict[str, object]]:
             }
         )
     return gpus
+
+
+def other_branch_packages(installed: object, branch: str) -> list[str]:
+    """Installed driver packages that belong to a branch other than ``branch``."""
+    if not re.match(r"^\d{3}$", str(branch)):
+        raise NvidiaParseError(f"driver branch must be three digits such as '580', got {branch!r}")
+    if not isinstance(installed, (dict, list, tuple, set)):
+        raise NvidiaParseError(
+            f"expected package names (a list or package_facts' dict), got {type(installed).__name__}"
+        )
+    names = list(installed)
+    found = []
+    for name in sorted(str(n) for n in names):
+        match = _BRANCH_PACKAGE_RE.match(name)
+        if match and match.group(1) != str(branch):
+            found.append(name)
+    return found
