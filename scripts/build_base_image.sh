@@ -13,6 +13,7 @@
 set -euo pipefail
 
 IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/debian12-systemd:latest}
+PROBE_IMAGE=tfs-fleet/probe:latest
 SOURCE=${TFS_FLEET_BASE_SOURCE:-auto}
 SUITE=bookworm
 PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,gnupg,curl,iproute2,procps,kmod,rsync,sudo,less"
@@ -20,13 +21,24 @@ FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
 
 log() { printf 'build_base_image: %s\n' "$*" >&2; }
-recipe=$( { cat "$0"; echo "$SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
 
-if [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE" 2>/dev/null) \
-   && [ "$have" = "$recipe" ]; then
-  log "$IMAGE is up to date (recipe $recipe)"
-  exit 0
-fi
+# A few-MB image (static busybox from Debian's archive) that tests load into the engines inside
+# the test hosts (docker save | docker load) to prove that a container runs there.
+build_probe_image() {
+  if [ "$FORCE" = 0 ] && docker image inspect "$PROBE_IMAGE" >/dev/null 2>&1; then return 0; fi
+  local dir; dir=$(mktemp -d)
+  (cd "$dir" && apt-get download -qq busybox-static >/dev/null 2>&1) \
+    || { apt-get update -qq && (cd "$dir" && apt-get download -qq busybox-static); }
+  dpkg-deb -x "$dir"/busybox-static_*.deb "$dir/pkg"
+  mkdir -p "$dir/root/bin"
+  cp "$dir/pkg/bin/busybox" "$dir/root/bin/busybox"
+  for applet in sh echo cat sleep ls; do ln -s busybox "$dir/root/bin/$applet"; done
+  tar -C "$dir/root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$PROBE_IMAGE" >/dev/null
+  rm -rf "$dir"
+  log "built $PROBE_IMAGE"
+}
+build_probe_image
+
 
 # Instructions that turn a plain root filesystem into a systemd "server".
 dockerfile_tail() {
@@ -43,6 +55,15 @@ VOLUME ["/var/lib/docker"]
 CMD ["/lib/systemd/systemd"]
 DOCKERFILE
 }
+
+# What the image is made of; bump RECIPE_REVISION when the rootfs steps below change.
+RECIPE_REVISION=2
+recipe=$( { dockerfile_tail; echo "$RECIPE_REVISION $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
+if [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE" 2>/dev/null) \
+   && [ "$have" = "$recipe" ]; then
+  log "$IMAGE is up to date (recipe $recipe)"
+  exit 0
+fi
 
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
@@ -81,6 +102,7 @@ case "$SOURCE" in
   *) log "TFS_FLEET_BASE_SOURCE must be auto, registry or debootstrap (got '$SOURCE')"; exit 2 ;;
 esac
 
-docker build -q --label "tfs-fleet.recipe=$recipe" -t "$IMAGE" "$workdir" >/dev/null
+docker build -q --label "tfs-fleet.recipe=$recipe" -t "$IMAGE" "$workdir" >"$workdir/build.log" 2>&1 \
+  || { cat "$workdir/build.log" >&2; exit 1; }
 docker image rm tfs-fleet/debian12-rootfs:build >/dev/null 2>&1 || true
 log "built $IMAGE from $SOURCE in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
