@@ -51,11 +51,19 @@ images: docker-engine ## Build the local test-host image (cached)
 	@scripts/build_base_image.sh
 
 ## ---- main job ------------------------------------------------------------------------------
+DEMO_MODELS := artifacts/models
+
 .PHONY: demo
-demo: venv images ## Create the sandbox fleet and run site.yml against it
+demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then the smoke-test table
 	@rm -f artifacts/timings.txt
 	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS)
+	@if [ -d $(DEMO_MODELS)/half_plus_two/1 ]; then echo "demo model: $(DEMO_MODELS)/half_plus_two has versions $$(ls $(DEMO_MODELS)/half_plus_two | tr '\n' ' ')"; \
+	 else $(TIMED) export $(PY) scripts/export_model.py --demo half_plus_two --export-base $(DEMO_MODELS); fi
 	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml
+	@echo; echo "=== smoke test of every sandbox host (from this machine)"
+	@v=$$(ls $(DEMO_MODELS)/half_plus_two | grep -E '^[0-9]+$$' | sort -n | tail -1); \
+	 args=$$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done); \
+	 $(PY) scripts/smoke_test.py --manifest $(DEMO_MODELS)/half_plus_two/$$v/tfs_fleet_manifest.json --version $$v $$args
 	@$(MAKE) --no-print-directory timings
 
 .PHONY: demo-down
@@ -91,4 +99,4 @@ test-unit: venv ## pytest: unit tests and tests that need only Docker
 
 .PHONY: test-molecule-%
 test-molecule-%: venv images
-	$(TIMED) molecule-$* $(BIN)/molecule test -s $*
+	$(TIMED) molecule-$* scripts/molecule_test $*

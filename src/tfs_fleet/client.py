@@ -1,0 +1,363 @@
+"""TF Serving clients: gRPC (Predict, GetModelMetadata, GetModelStatus) and REST.
+
+Imports no TensorFlow (see :mod:`tfs_fleet.protos`); cold start is about 0.2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+
+from tfs_fleet.protos import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tfs_fleet.tensors import (
+    dtype_name,
+    from_json_value,
+    from_tensor_proto,
+    to_json_value,
+    to_tensor_proto,
+)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_SIGNATURE = "serving_default"
+
+# ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
+STATE_NAMES = {
+    0: "UNKNOWN",
+    10: "START",
+    20: "LOADING",
+    30: "AVAILABLE",
+    40: "UNLOADING",
+    50: "END",
+}
+
+
+class ServingError(RuntimeError):
+    """A request to TF Serving failed; the message names the target and the cause."""
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """One entry of GetModelStatus / GET /v1/models/<name>."""
+
+    version: int
+    state: str
+    error_code: str = "OK"
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    outputs: dict[str, np.ndarray]
+    model_name: str
+    model_version: int | None
+    signature_name: str
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry with exponential backoff, on UNAVAILABLE only (every other code is final)."""
+
+    attempts: int = 4
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 2.0
+    multiplier: float = 2.0
+
+    def delays(self) -> list[float]:
+        delay, out = self.initial_backoff_s, []
+        for _ in range(max(self.attempts - 1, 0)):
+            out.append(min(delay, self.max_backoff_s))
+            delay *= self.multiplier
+        return out
+
+
+def _model_spec(
+    spec: Any, name: str, version: int | None, label: str | None, signature: str | None
+) -> None:
+    if version is not None and label is not None:
+        raise ValueError("give a model version or a version label, not both")
+    spec.name = name
+    if version is not None:
+        spec.version.value = int(version)
+    if label is not None:
+        spec.version_label = label
+    if signature is not None:
+        spec.signature_name = signature
+
+
+_GRPC_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _status_from_proto(entry: Any) -> VersionStatus:
+    code = int(entry.status.error_code)  # tensorflow.error.Code uses gRPC's numbers
+    return VersionStatus(
+        version=int(entry.version),
+        state=STATE_NAMES.get(entry.state, str(entry.state)),
+        error_code=_GRPC_CODE_NAMES.get(code, str(code)),
+        error_message=entry.status.error_message,
+    )
+
+
+@dataclass
+class GrpcClient:
+    """TF Serving's gRPC API on one ``host:port``."""
+
+    target: str
+    timeout_s: float = 10.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] = time.sleep
+    _channel: Any = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if ":" not in self.target:
+            raise ValueError(f"gRPC target {self.target!r} must be HOST:PORT")
+        options = [
+            ("grpc.max_send_message_length", int(self.max_message_bytes)),
+            ("grpc.max_receive_message_length", int(self.max_message_bytes)),
+        ]
+        self._channel = grpc.insecure_channel(self.target, options=options)
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> GrpcClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(
+        self,
+        what: str,
+        method: Callable[..., Any],
+        request: Any,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Any:
+        delays = (retry or self.retry).delays()
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        for attempt in range(len(delays) + 1):
+            try:
+                return method(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < len(delays):
+                    self.sleep(delays[attempt])
+                    continue
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                raise ServingError(
+                    f"{what} on {self.target} failed{tries}: {code.name}: {details}", code.name
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def predict(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        signature: str = DEFAULT_SIGNATURE,
+        version: int | None = None,
+        version_label: str | None = None,
+        output_filter: list[str] | None = None,
+    ) -> PredictResult:
+        request = predict_pb2.PredictRequest()
+        _model_spec(request.model_spec, model, version, version_label, signature)
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(to_tensor_proto(value))
+        request.output_filter.extend(output_filter or [])
+        response = self._call("Predict", self._predict.Predict, request)
+        outputs = {key: from_tensor_proto(t) for key, t in response.outputs.items()}
+        spec = response.model_spec
+        return PredictResult(
+            outputs=outputs,
+            model_name=spec.name or model,
+            model_version=int(spec.version.value) if spec.HasField("version") else None,
+            signature_name=spec.signature_name or signature,
+        )
+
+    def get_model_metadata(
+        self, model: str, *, version: int | None = None, version_label: str | None = None
+    ) -> dict[str, Any]:
+        """Signature definitions: {signature: SignatureDef proto}, plus the served version."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        _model_spec(request.model_spec, model, version, version_label, None)
+        request.metadata_field.append("signature_def")
+        response = self._call("GetModelMetadata", self._predict.GetModelMetadata, request)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        if "signature_def" not in response.metadata:
+            raise ServingError(f"GetModelMetadata on {self.target}: no signature_def in answer")
+        response.metadata["signature_def"].Unpack(sig_map)
+        return dict(sig_map.signature_def)
+
+    def get_model_status(
+        self,
+        model: str,
+        *,
+        version: int | None = None,
+        version_label: str | None = None,
+        timeout_s: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> list[VersionStatus]:
+        """Version states. ``timeout_s``/``retry`` override the client's for this call (a
+        polling loop passes its remaining time and a single attempt)."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        _model_spec(request.model_spec, model, version, version_label, None)
+        response = self._call(
+            "GetModelStatus", self._models.GetModelStatus, request, timeout_s, retry
+        )
+        return [_status_from_proto(entry) for entry in response.model_version_status]
+
+
+def signature_summary(signature: Any) -> dict[str, Any]:
+    """A SignatureDef proto -> {"inputs": {key: {dtype, shape}}, "outputs": ..., method_name}."""
+
+    def infos(m: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, info in sorted(m.items()):
+            shape = None
+            if not info.tensor_shape.unknown_rank:
+                shape = [int(d.size) for d in info.tensor_shape.dim]
+            out[key] = {"dtype": dtype_name(info.dtype), "shape": shape}
+        return out
+
+    return {
+        "method_name": signature.method_name,
+        "inputs": infos(signature.inputs),
+        "outputs": infos(signature.outputs),
+    }
+
+
+def _version_path(model: str, version: int | None, label: str | None) -> str:
+    if version is not None and label is not None:
+        raise ValueError("give a model version or a version label, not both")
+    path = f"/v1/models/{model}"
+    if version is not None:
+        path += f"/versions/{int(version)}"
+    elif label is not None:
+        path += f"/labels/{label}"
+    return path
+
+
+@dataclass
+class RestClient:
+    """TF Serving's REST API on one ``host:port`` (status, metadata, predict)."""
+
+    target: str
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if ":" not in self.target:
+            raise ValueError(f"REST target {self.target!r} must be HOST:PORT")
+        self.base_url = self.target if "://" in self.target else f"http://{self.target}"
+
+    def _request(self, path: str, body: Any = None) -> Any:
+        url = self.base_url + path
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            raise ServingError(f"{req.method} {url}: HTTP {exc.code}: {_error_text(exc)}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServingError(f"{url}: {exc}", "UNAVAILABLE") from exc
+        except json.JSONDecodeError as exc:
+            raise ServingError(f"{url}: answer is not JSON: {exc}") from exc
+
+    def status(
+        self, model: str, *, version: int | None = None, version_label: str | None = None
+    ) -> list[VersionStatus]:
+        doc = self._request(_version_path(model, version, version_label))
+        return [
+            VersionStatus(
+                version=int(e.get("version", 0)),
+                state=str(e.get("state", "UNKNOWN")),
+                error_code=str(e.get("status", {}).get("error_code", "OK")),
+                error_message=str(e.get("status", {}).get("error_message", "")),
+            )
+            for e in doc.get("model_version_status", [])
+        ]
+
+    def metadata(
+        self, model: str, *, version: int | None = None, version_label: str | None = None
+    ) -> dict[str, Any]:
+        """The raw metadata document (``{"model_spec": ..., "metadata": {...}}``)."""
+        result: dict[str, Any] = self._request(
+            _version_path(model, version, version_label) + "/metadata"
+        )
+        return result
+
+    def predict_rows(
+        self,
+        model: str,
+        instances: Any,
+        *,
+        signature: str = DEFAULT_SIGNATURE,
+        version: int | None = None,
+        version_label: str | None = None,
+    ) -> Any:
+        """Row ("instances") form. ``instances`` is an array (batch first) or a list of dicts
+        of arrays; returns ``predictions`` as numpy (or a list of dicts of numpy)."""
+        body = {"signature_name": signature, "instances": _rows_to_json(instances)}
+        doc = self._request(_version_path(model, version, version_label) + ":predict", body)
+        preds = doc["predictions"]
+        if preds and isinstance(preds[0], Mapping):
+            return [{k: from_json_value(v) for k, v in row.items()} for row in preds]
+        return from_json_value(preds)
+
+    def predict_columns(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        signature: str = DEFAULT_SIGNATURE,
+        version: int | None = None,
+        version_label: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Columnar ("inputs") form; returns {output key: numpy array}."""
+        body = {
+            "signature_name": signature,
+            "inputs": {k: to_json_value(v) for k, v in inputs.items()},
+        }
+        doc = self._request(_version_path(model, version, version_label) + ":predict", body)
+        outputs = doc["outputs"]
+        if isinstance(outputs, Mapping):
+            return {k: from_json_value(v) for k, v in outputs.items()}
+        return {"outputs": from_json_value(outputs)}
+
+
+def _rows_to_json(instances: Any) -> Any:
+    if isinstance(instances, list) and instances and isinstance(instances[0], Mapping):
+        return [{k: to_json_value(v) for k, v in row.items()} for row in instances]
+    return to_json_value(instances)
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = exc.read().decode("utf-8", "replace")
+        return str(json.loads(body).get("error", body))
+    except (ValueError, AttributeError):
+        return str(exc.reason)

@@ -1,0 +1,241 @@
+"""HTTP/REST front end: TF Serving's /v1/models API and the Prometheus page."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from tfs_fleet.standin import json_api
+from tfs_fleet.standin.core import ServerCore
+from tfs_fleet.standin.errors import ServingError, http_status, invalid_argument
+
+log = logging.getLogger("tfs_fleet.standin")
+
+PREDICT_RE = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    re.IGNORECASE,
+)
+STATUS_RE = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    re.IGNORECASE,
+)
+API_RE = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+
+
+def _model_spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=unquote(name))
+    if version:
+        try:
+            spec.version.value = int(version)
+        except ValueError as exc:
+            raise invalid_argument(f"Failed to convert version: {version} to numeric.") from exc
+    if label:
+        spec.version_label = unquote(label)
+    return spec
+
+
+def _proto_json(message: Any, preserve: bool) -> str:
+    return json_format.MessageToJson(
+        message,
+        indent=1,
+        preserving_proto_field_name=preserve,
+        always_print_fields_with_no_presence=True,
+    )
+
+
+def metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> str:
+    """Concatenated like TF Serving's ToJsonString(GetModelMetadataResponse)."""
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sig_map)
+    spec = _proto_json(response.model_spec, True)
+    sigs = _proto_json(sig_map, True)
+    return '{\n"model_spec":' + spec + ',\n"metadata": {"signature_def": ' + sigs + "}\n}\n"
+
+
+class RestApi:
+    """Turns (method, path, body) into (HTTP status, JSON body), as HttpRestApiHandler."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self.core = core
+        self.timeout_ms = max(0, core.options.rest_api_timeout_in_ms)
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, str]:
+        try:
+            return 200, self._process(method, path, body)
+        except ServingError as exc:
+            return exc.http_status, json_api.error_body(exc.message)
+
+    def _process(self, method: str, path: str, body: bytes) -> str:
+        malformed = invalid_argument(f"Malformed request: {method} {path}")
+        if method == "POST":
+            match = PREDICT_RE.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, verb = match.groups()
+            spec = _model_spec(name, version, label)
+            return getattr(self, f"_{verb.lower()}")(spec, body)
+        if method == "GET":
+            match = STATUS_RE.fullmatch(path)
+            if not match:
+                raise malformed
+            name, version, label, sub = match.groups()
+            if not name:
+                raise invalid_argument("Missing model name in request.")
+            spec = _model_spec(name, version, label)
+            return self._metadata(spec) if sub else self._status(spec)
+        raise malformed
+
+    def _status(self, spec: model_pb2.ModelSpec) -> str:
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
+        return _proto_json(self.core.status(request), False)
+
+    def _metadata(self, spec: model_pb2.ModelSpec) -> str:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=spec, metadata_field=["signature_def"]
+        )
+        return metadata_json(self.core.metadata(request, entrypoint="REST"))
+
+    def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        doc = json_api.parse_json(body)
+        request = predict_pb2.PredictRequest(model_spec=spec)
+        request.model_spec.signature_name = json_api.signature_name(doc)
+        inputs, fmt = json_api.predict_inputs(
+            doc, lambda sig: self.core.input_infos(request.model_spec, sig)
+        )
+        for alias, tensor in inputs.items():
+            request.inputs[alias].CopyFrom(tensor)
+        response = self.core.predict(request, self.timeout_ms, entrypoint="REST")
+        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        return json_api.predict_answer({k: np.asarray(v) for k, v in outputs.items()}, fmt)
+
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        doc = json_api.parse_json(body)
+        request = classification_pb2.ClassificationRequest(model_spec=spec)
+        request.model_spec.signature_name = json_api.signature_name(doc)
+        request.input.CopyFrom(json_api.examples_input(doc, "classify"))
+        response = self.core.classify(request, self.timeout_ms, entrypoint="REST")
+        return json_api.classify_answer(response.result.classifications)
+
+    def _regress(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        doc = json_api.parse_json(body)
+        request = regression_pb2.RegressionRequest(model_spec=spec)
+        request.model_spec.signature_name = json_api.signature_name(doc)
+        request.input.CopyFrom(json_api.examples_input(doc, "regress"))
+        response = self.core.regress(request, self.timeout_ms, entrypoint="REST")
+        return json_api.regress_answer(response.result.regressions)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tfs-fleet-standin"
+    api: RestApi
+    prometheus_path: str | None
+    cors: bool
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("REST %s", format % args)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _reply(self, status: int, body: str, content_type: str = "application/json") -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if self.cors:
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Methods", "POST, GET")
+            self.send_header("Access-Control-Allow-Headers", "Content-Type")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path
+        body = self._body()
+        if self.prometheus_path and path == self.prometheus_path:
+            self._reply(200, self.api.core.metrics.render(), "text/plain")
+            return
+        if not API_RE.fullmatch(path):
+            self._reply(404, "", "text/plain")
+            return
+        if self.command == "OPTIONS":
+            origin = self.headers.get("Origin", "")
+            if re.search(r"https?://", origin):
+                self._reply(200, "")
+            else:
+                error = "Origin header is missing in CORS preflight"
+                self._reply(
+                    http_status(grpc.StatusCode.FAILED_PRECONDITION), json_api.error_body(error)
+                )
+            return
+        status, answer = self.api.handle(self.command, path, body)
+        self._reply(status, answer)
+
+    do_GET = do_POST = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+
+class _PooledHTTPServer(ThreadingHTTPServer):
+    """Requests run on a fixed pool of --rest_api_num_threads threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type, threads: int) -> None:
+        self._pool = futures.ThreadPoolExecutor(max_workers=max(1, threads))
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def prometheus_path(core: ServerCore) -> str | None:
+    from tfs_fleet.standin import protos
+
+    if not core.options.monitoring_config_file:
+        return None
+    config = protos.parse_text_file(
+        core.options.monitoring_config_file, protos.MonitoringConfig(), "monitoring_config_file"
+    )
+    if not config.prometheus_config.enable:
+        return None
+    return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH
+
+
+def start(core: ServerCore, port: int, metrics_path: str | None) -> ThreadingHTTPServer:
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {
+            "api": RestApi(core),
+            "prometheus_path": metrics_path,
+            "cors": core.options.rest_api_enable_cors_support,
+        },
+    )
+    server = _PooledHTTPServer(("0.0.0.0", port), handler, core.options.rest_api_num_threads)
+    threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
+    return server

@@ -1,0 +1,156 @@
+"""Shared helpers of the stand-in tests: locate the reference model, run a server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+
+
+def shared_dir() -> Path:
+    path = Path(os.environ.get("TFS_FLEET_SHARED", REPO.parent / "shared"))
+    model = path / "reference-models" / "saved_model_half_plus_two_cpu" / "00000123"
+    if not (model / "saved_model.pb").is_file():
+        raise AssertionError(
+            f"TF Serving's reference model is missing at {model}: put shared/ beside the clone "
+            "or set TFS_FLEET_SHARED to its path"
+        )
+    return path
+
+
+def reference_models() -> Path:
+    return shared_dir() / "reference-models"
+
+
+def half_plus_two_base() -> Path:
+    return reference_models() / "saved_model_half_plus_two_cpu"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10.0
+) -> tuple[int, dict[str, Any] | str]:
+    """(status, parsed JSON or text) of one HTTP request; HTTP errors are answers too."""
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read().decode()
+    try:
+        return status, json.loads(raw)
+    except json.JSONDecodeError:
+        return status, raw
+
+
+class StandinProcess:
+    """python -m tfs_fleet.standin in a subprocess, logging to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, rest_port: int) -> None:
+        self.args = args
+        self.log_path = log_path
+        self.rest_port = rest_port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def start_background(self) -> StandinProcess:
+        env = {**os.environ, "PYTHONPATH": str(SRC), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tfs_fleet.standin", *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        return self
+
+    def start(self, ready_model: str, timeout: float = 90.0) -> StandinProcess:
+        """Start and wait until REST answers for ready_model (bounded)."""
+        self.start_background()
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"stand-in exited with {self.proc.returncode} before serving:\n{self.log()}"
+                )
+            try:
+                status, _ = http("GET", f"{self.url}/v1/models/{ready_model}", timeout=2)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise AssertionError(f"stand-in did not serve within {timeout} s:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+def run_cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "tfs_fleet.standin", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll predicate() until it returns a truthy value (bounded); fail naming what."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+def status_states(url: str, model: str) -> dict[int, str]:
+    """{version: state} from REST status; {} while the server does not answer."""
+    try:
+        status, body = http("GET", f"{url}/v1/models/{model}", timeout=5)
+    except OSError:
+        return {}
+    if status != 200 or not isinstance(body, dict):
+        return {}
+    return {int(v["version"]): v["state"] for v in body["model_version_status"]}

@@ -1,0 +1,285 @@
+"""scripts/smoke_test.py against the in-process TF Serving stand-in (real SavedModels)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit_helpers import REPO, VENV_PYTHON
+from toolkit_serving_server import Serving
+
+from tfs_fleet.manifest import MANIFEST_FORMAT
+from tfs_fleet.smoke_cli import main as smoke_main
+
+SCRIPT = REPO / "scripts" / "smoke_test.py"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VENV_PYTHON, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def hosts(*servers: Serving) -> list[str]:
+    out: list[str] = []
+    for s in servers:
+        out += ["--grpc", s.grpc_target, "--rest", s.rest_target]
+    return out
+
+
+def test_passes_against_the_exported_model(serving: Serving, good_export: Any) -> None:
+    proc = run_cli(
+        "--manifest",
+        str(good_export.manifest_path),
+        "--version",
+        "1",
+        "--json",
+        "--wait",
+        "5",
+        *hosts(serving),
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is True and doc["model"] == "half_plus_two"
+    [host] = doc["hosts"]
+    assert host["grpc"] == serving.grpc_target and host["version"] == 1
+    assert all(host["checks"][c]["ok"] for c in ("status", "metadata", "predict"))
+    assert 0 < host["latency_ms"]["median"] < 5000
+
+
+def test_table_output_and_default_version(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(["--manifest", str(good_export.manifest_path), "--wait", "5", *hosts(serving)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    header, row = out.strip().splitlines()
+    assert header.split()[:7] == [
+        "GRPC",
+        "REST",
+        "VERSION",
+        "STATUS",
+        "METADATA",
+        "PREDICT",
+        "LATENCY_MS",
+    ]
+    assert row.split()[0] == serving.grpc_target and row.split()[-1] == "PASS"
+
+
+def test_fails_against_a_wrong_model(wrong_serving: Serving, good_export: Any) -> None:
+    proc = run_cli(
+        "--manifest", str(good_export.manifest_path), "--wait", "5", *hosts(wrong_serving)
+    )
+    assert proc.returncode == 1
+    assert f"FAIL host {wrong_serving.grpc_target}" in proc.stderr
+    assert "predict: output 'pred' differs from the expected output" in proc.stderr
+    assert "max abs diff 1" in proc.stderr  # 0.5x+3 vs 0.5x+2
+
+
+def test_fails_against_a_missing_version(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--version",
+            "9",
+            "--wait",
+            "1",
+            "--poll",
+            "0.2",
+            *hosts(serving),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert f"FAIL host {serving.grpc_target}" in err
+    assert "status: model 'half_plus_two' version 9 not AVAILABLE after 1 s" in err
+    assert "NOT_FOUND" in err
+
+
+def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--signature",
+            "nope",
+            "--wait",
+            "5",
+            *hosts(serving),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "metadata: signature 'nope' not served; the model has" in err
+    assert "'serving_default'" in err and "'tf_example'" in err
+
+
+def test_one_bad_host_fails_the_fleet(
+    serving: Serving, wrong_serving: Serving, good_export: Any, capsys: Any
+) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--json",
+            "--wait",
+            "5",
+            *hosts(serving, wrong_serving),
+        ]
+    )
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert rc == 1 and doc["ok"] is False
+    assert [h["ok"] for h in doc["hosts"]] == [True, False]
+    assert doc["hosts"][1]["failed_check"] == "predict"
+    assert wrong_serving.grpc_target in captured.err
+    assert serving.grpc_target not in captured.err
+
+
+def test_waits_until_the_version_is_available(
+    serving: Serving, good_export: Any, capsys: Any
+) -> None:
+    serving.set_state("half_plus_two", 1, "LOADING")
+    timer = threading.Timer(1.0, serving.set_state, ("half_plus_two", 1, "AVAILABLE"))
+    timer.start()
+    try:
+        rc = smoke_main(
+            [
+                "--manifest",
+                str(good_export.manifest_path),
+                "--version",
+                "1",
+                "--wait",
+                "10",
+                "--poll",
+                "0.2",
+                "--json",
+                *hosts(serving),
+            ]
+        )
+    finally:
+        timer.join()
+        serving.set_state("half_plus_two", 1, "AVAILABLE")
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert doc["hosts"][0]["checks"]["status"]["seconds"] >= 0.8
+
+
+def test_metadata_mismatch_is_reported(
+    serving: Serving, good_export: Any, tmp_path: Path, capsys: Any
+) -> None:
+    manifest = json.loads(good_export.manifest_path.read_text())
+    manifest["signatures"]["serving_default"]["inputs"]["x"]["dtype"] = "DT_INT64"
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    rc = smoke_main(["--manifest", str(path), "--wait", "5", *hosts(serving)])
+    assert rc == 1
+    assert "metadata: input 'x' dtype DT_FLOAT, manifest says DT_INT64" in capsys.readouterr().err
+
+
+def reference_manifest(path: Path) -> Path:
+    """A hand-written manifest for TF Serving's own half_plus_two (x -> y, y = 0.5x + 2)."""
+    info = {"dtype": "DT_FLOAT", "shape": [-1, 1]}
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "model_name": "reference",
+        "version": 123,
+        "signatures": {
+            "serving_default": {
+                "method_name": "tensorflow/serving/predict",
+                "inputs": {"x": info},
+                "outputs": {"y": info},
+            }
+        },
+        "sample": {
+            "signature": "serving_default",
+            "inputs": {"x": {"dtype": "float32", "shape": [3, 1], "values": [1.0, 2.0, 5.0]}},
+            "expected_outputs": {
+                "y": {"dtype": "float32", "shape": [3, 1], "values": [2.5, 3.0, 4.5]}
+            },
+        },
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_reference_model_passes(serving: Serving, tmp_path: Path) -> None:
+    manifest = reference_manifest(tmp_path / "ref.json")
+    proc = run_cli("--manifest", str(manifest), "--version", "123", "--wait", "5", *hosts(serving))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[2] == "123"
+
+
+def test_reference_model_is_not_our_export(serving: Serving, good_export: Any, capsys: Any) -> None:
+    """Our manifest (output key 'pred') against the reference model (output 'y')."""
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--model",
+            "reference",
+            "--wait",
+            "5",
+            *hosts(serving),
+        ]
+    )
+    assert rc == 1
+    assert "metadata: output keys ['y'] differ from the manifest's ['pred']" in (
+        capsys.readouterr().err
+    )
+
+
+def test_unreachable_host_fails_status(good_export: Any, capsys: Any) -> None:
+    rc = smoke_main(
+        [
+            "--manifest",
+            str(good_export.manifest_path),
+            "--wait",
+            "0.5",
+            "--poll",
+            "0.2",
+            "--timeout",
+            "1",
+            "--grpc",
+            "127.0.0.1:9",
+            "--rest",
+            "127.0.0.1:9",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "FAIL host 127.0.0.1:9" in err and "status:" in err and "UNAVAILABLE" in err
+
+
+def test_second_signature_is_checked_in_metadata(serving: Serving, good_export: Any) -> None:
+    """--signature tf_example: metadata must match the manifest's tf_example entry; Predict
+    still uses the golden sample's own signature."""
+    rc = smoke_main(
+        ["--manifest", str(good_export.manifest_path), "--signature", "tf_example",
+         "--wait", "5", *hosts(serving)]
+    )  # fmt: skip
+    assert rc == 0
+
+
+def test_wait_is_bounded_against_a_silent_host(good_export: Any, capsys: Any) -> None:
+    """A port that accepts TCP but never speaks HTTP/2: --wait bounds the whole status check
+    even though each request's own deadline (--timeout 20) is longer."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        target = f"127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        rc = smoke_main(
+            ["--manifest", str(good_export.manifest_path), "--wait", "1.5", "--timeout", "20",
+             "--grpc", target, "--rest", target]
+        )  # fmt: skip
+        elapsed = time.monotonic() - start
+    assert rc == 1
+    assert elapsed < 4.0
+    assert "status: model 'half_plus_two' any version not AVAILABLE after 1.5 s" in (
+        capsys.readouterr().err
+    )
