@@ -27,6 +27,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 DIGEST = "sha256:" + "ab" * 32
 PRIVATE_REPO = "registry.example.internal:5000/ml/tensorflow-serving"
 PROBE = "tfs-fleet/probe:latest"
+STANDIN = "tfs-fleet/serving-standin:latest"
 
 Report = dict[str, Any]
 
@@ -99,11 +100,15 @@ def check_run(
         "archive-host": {"tfserving_image_source": "archive",
                          "tfserving_image_archive_path": str(probe_archive[0])},
         "archive-no-path": {"tfserving_image_source": "archive"},
+        "standin-host": {"tfserving_image_source": "standin"},
+        "standin-missing": {"tfserving_image_source": "standin",
+                            "tfserving_image_standin_ref": "tfsf-image/absent:never"},
         "bad-source": {"tfserving_image_source": "registry"},
         "bad-digest": {"tfserving_image_digest": "ab" * 32},
     }  # fmt: skip
     inventory = write_inventory(tmp_path_factory.mktemp("inv") / "hosts.yml", hosts)
-    proc = run_playbook(PLAYBOOKS / "role.yml", inventory, "--check")
+    # Only the role's tag: proves every task the run needs carries it.
+    proc = run_playbook(PLAYBOOKS / "role.yml", inventory, "--check", "--tags", "tfserving_image")
     return proc.returncode, parse(proc)
 
 
@@ -135,7 +140,7 @@ def test_digest_pins_the_image_by_content(check_run: tuple[int, Report]) -> None
 
 def test_gate_refuses_an_image_the_old_driver_cannot_run(check_run: tuple[int, Report]) -> None:
     rc, report = check_run
-    assert rc == 2
+    assert rc == 2  # some hosts failed (this one, the bad-input ones, the missing stand-in)
     refused = results(report, "Refuse an image the driver cannot run")["old-gpu-fail"]
     assert refused["failed"] is True
     assert refused["msg"].startswith(
@@ -177,6 +182,26 @@ def test_archive_already_on_the_host_ships_nothing(
     assert facts["tfserving_image_ref"] == PROBE
     assert facts["tfserving_image_id"] == image_id
     assert report["stats"]["archive-host"]["failures"] == 0
+
+
+def test_standin_on_the_host_is_used_as_it_is(check_run: tuple[int, Report]) -> None:
+    _, report = check_run
+    require_docker_image(STANDIN)
+    facts = results(report, "Publish the image facts")["standin-host"]["ansible_facts"]
+    assert facts["tfserving_image_ref"] == STANDIN
+    assert facts["tfserving_image_id"] == (
+        docker("image", "inspect", "--format", "{{.Id}}", STANDIN).stdout.strip()
+    )
+    gate = results(report, "Report the gate's decision")["standin-host"]["msg"]
+    assert gate == "host standin-host has no NVIDIA GPU: the CUDA gate does not apply"
+
+
+def test_missing_standin_says_how_to_ship_it(check_run: tuple[int, Report]) -> None:
+    _, report = check_run
+    failed = results(report, "Check that the stand-in image is on the host")["standin-missing"]
+    assert failed["failed"] is True
+    assert "tfsf-image/absent:never is not on standin-missing" in failed["msg"]
+    assert "tfserving_image_archive_path" in failed["msg"]
 
 
 @pytest.mark.parametrize(
@@ -232,31 +257,38 @@ def test_login_uses_the_vault_password_and_never_logs_it(tmp_path: Path) -> None
     assert not config.exists() or registry not in config.read_text()
 
 
-def render(tmp_path: Path, cuda: str) -> dict[str, str]:
-    host = f"cuda{cuda.replace('.', '')}"
-    build_dir = tmp_path / "build"
-    inventory = write_inventory(
-        tmp_path / "hosts.yml",
-        {host: {"tfserving_image_build_cuda": cuda, "tfserving_image_build_dir": str(build_dir)}},
-    )
-    proc = run_playbook(PLAYBOOKS / "render.yml", inventory)
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Build contexts rendered for CUDA 11.8 and the seed's 9.0 (one host each), by CUDA."""
+    tmp_path = tmp_path_factory.mktemp("render")
+    cudas = ["11.8", "9.0"]
+    hosts = {
+        f"cuda{cuda.replace('.', '')}": {
+            "tfserving_image_build_cuda": cuda,
+            "tfserving_image_build_dir": str(tmp_path / cuda),
+        }
+        for cuda in cudas
+    }
+    proc = run_playbook(PLAYBOOKS / "render.yml", write_inventory(tmp_path / "hosts.yml", hosts))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    context = build_dir / f"2.19.0-cuda{cuda}"
     names = [
         "devel/Dockerfile",
         "runtime/Dockerfile",
         "runtime/tf_serving_entrypoint.sh",
         "build.sh",
     ]
-    return {name: (context / name).read_text() for name in names}
+    return {
+        cuda: {name: (tmp_path / cuda / f"2.19.0-cuda{cuda}" / name).read_text() for name in names}
+        for cuda in cudas
+    }
 
 
 def from_lines(dockerfile: str) -> list[str]:
     return [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
 
 
-def test_dockerfiles_for_cuda_11_8(tmp_path: Path) -> None:
-    files = render(tmp_path, "11.8")
+def test_dockerfiles_for_cuda_11_8(rendered: dict[str, dict[str, str]]) -> None:
+    files = rendered["11.8"]
     devel, runtime = files["devel/Dockerfile"], files["runtime/Dockerfile"]
     assert from_lines(devel) == ["FROM nvidia/cuda:11.8.0-cudnn8-devel-ubuntu22.04 AS devel"]
     assert "libcudnn8=8.6.0.163-1+cuda11.8" in devel
@@ -286,8 +318,8 @@ def test_dockerfiles_for_cuda_11_8(tmp_path: Path) -> None:
     assert script.index(" devel\n") < script.index(" runtime\n")  # devel stage first
 
 
-def test_dockerfiles_for_the_seeds_cuda_9_0(tmp_path: Path) -> None:
-    files = render(tmp_path, "9.0")
+def test_dockerfiles_for_the_seeds_cuda_9_0(rendered: dict[str, dict[str, str]]) -> None:
+    files = rendered["9.0"]
     devel, runtime = files["devel/Dockerfile"], files["runtime/Dockerfile"]
     # The seed's base: nvidia/cuda 9.0 on Ubuntu 16.04 with cuDNN 7.4.1.5.
     assert from_lines(devel) == ["FROM nvidia/cuda:9.0-cudnn7-devel-ubuntu16.04 AS devel"]
