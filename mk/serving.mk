@@ -3,7 +3,7 @@
 # air-gapped `archive` path) and what the serving scenarios load.
 STANDIN_ARCHIVE := artifacts/images/serving-standin.tar
 export TFS_FLEET_STANDIN_ARCHIVE := $(abspath $(STANDIN_ARCHIVE))
-TEST_STAGES += test-molecule-tfserving
+TEST_STAGES += test-molecule-tfserving test-molecule-site
 
 .PHONY: standin-archive
 standin-archive: standin-image ## docker save the stand-in image (only when its ID changed)
@@ -16,4 +16,4 @@ standin-archive: standin-image ## docker save the stand-in image (only when its 
 	  echo "$$id" >$(STANDIN_ARCHIVE).id; echo "wrote $(STANDIN_ARCHIVE) ($$(du -h $(STANDIN_ARCHIVE) | cut -f1))"; \
 	fi
 
-test-molecule-tfserving: standin-archive
+test-molecule-tfserving test-molecule-site: standin-archive

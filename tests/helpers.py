@@ -54,7 +54,7 @@ def systemd_container(prefix: str) -> Iterator[str]:
 def write_inventory(path: Path, hosts: Sequence[str], group: str = "gpu_servers") -> Path:
     lines = ["all:", "  children:", f"    {group}:", "      hosts:"]
     for host in hosts:
-        lines += [f"        {host}:", "          ansible_connection: community.docker.docker_api"]
+        lines += [f"        {host}:", "          ansible_connection: community.docker.docker"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -12,6 +12,7 @@ from helpers import ansible_playbook, docker, recap_changed, systemd_container, 
 
 pytestmark = pytest.mark.docker
 MIRROR = "file:///srv/docker-mirror/debian"
+HOST_SETUP = "playbooks/host_setup.yml"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_wrong_type_fails_before_any_change(host: tuple[str, Path]) -> None:
 def test_docker_ce_check_mode_changes_nothing(host: tuple[str, Path]) -> None:
     name, inventory = host
     result = ansible_playbook(
-        "site.yml", inventory, "--check", "--diff",
+        HOST_SETUP, inventory, "--check", "--diff",
         "-e", "docker_install_source=docker_ce", "-e", f"docker_ce_repo_url={MIRROR}",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
@@ -68,7 +69,7 @@ def test_docker_ce_repository_rendered_for_a_mirror(host: tuple[str, Path]) -> N
     name, inventory = host
     args = ["--tags", "docker_repo", "-e", "docker_install_source=docker_ce",
             "-e", f"docker_ce_repo_url={MIRROR}"]  # fmt: skip
-    first = ansible_playbook("site.yml", inventory, *args)
+    first = ansible_playbook(HOST_SETUP, inventory, *args)
     assert first.returncode == 0, first.stdout[-3000:]
     source = docker("exec", name, "cat", "/etc/apt/sources.list.d/docker.sources").stdout
     fields = dict(line.split(": ", 1) for line in source.splitlines() if ": " in line)
@@ -79,6 +80,6 @@ def test_docker_ce_repository_rendered_for_a_mirror(host: tuple[str, Path]) -> N
     key = docker("exec", name, "cat", "/etc/apt/keyrings/docker.asc").stdout
     assert key.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert not exists(name, "/etc/apt/trusted.gpg.d/docker.gpg")  # signed-by, not a global key
-    second = ansible_playbook("site.yml", inventory, *args)
+    second = ansible_playbook(HOST_SETUP, inventory, *args)
     assert second.returncode == 0
     assert recap_changed(second.stdout) == {name: 0}

@@ -47,7 +47,8 @@ def test_model_files_match_the_manifest(host):
             assert remote.exists, rel
             assert remote.sha256sum == entry["sha256"], rel
         # The host's manifest is the controller's, byte for byte.
-        local = hashlib.sha256((EXPORT / version / "tfs_fleet_manifest.json").read_bytes()).hexdigest()
+        local_manifest = (EXPORT / version / "tfs_fleet_manifest.json").read_bytes()
+        local = hashlib.sha256(local_manifest).hexdigest()
         assert host.file(f"{MODELS}/{version}/tfs_fleet_manifest.json").sha256sum == local
 
 

@@ -1,0 +1,81 @@
+# Copyright: tfs-fleet contributors
+# Apache-2.0
+"""GPU filters: CUDA compatibility (driver -> CUDA, TF Serving -> CUDA, the gate) and parsers
+of nvidia-smi, /proc/driver/nvidia/version and PCI sysfs scans. See docs/gpu.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tfs_fleet.common.plugins.module_utils import cuda_compat, nvidia_facts
+
+
+def _wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (cuda_compat.CudaCompatError, nvidia_facts.NvidiaParseError) as exc:
+            raise AnsibleFilterError(f"tfs_fleet.common.{name}: {exc}") from exc
+
+    run.__name__ = name
+    run.__doc__ = func.__doc__
+    return run
+
+
+def cuda_max_for_driver(driver: str, minor_compat: bool = False) -> str | None:
+    """Highest CUDA major.minor the driver supports (None below CUDA 9.0)."""
+    return cuda_compat.max_cuda_for_driver(driver, minor_compat=minor_compat)
+
+
+def cuda_min_driver(cuda: str) -> str:
+    """Minimum driver for a CUDA major.minor release."""
+    return cuda_compat.min_driver_for_cuda(cuda)
+
+
+def tfserving_cuda(version: str, overrides: dict[str, str] | None = None) -> str:
+    """CUDA that TF Serving's GPU image for this release needs."""
+    return cuda_compat.cuda_for_tfserving(version, overrides)
+
+
+def cuda_gate(
+    driver: str,
+    tfserving_version: str,
+    image_source: str,
+    host: str = "this host",
+    gpu: bool = True,
+    on_incompatible: str = "fail",
+    build_cuda: str = "",
+    minor_compat: bool = False,
+    overrides: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """The gate's decision for one host (see cuda_compat.gate)."""
+    return cuda_compat.gate(
+        host=host,
+        driver=driver,
+        tfserving_version=tfserving_version,
+        image_source=image_source,
+        gpu=gpu,
+        on_incompatible=on_incompatible,
+        build_cuda=build_cuda,
+        minor_compat=minor_compat,
+        overrides=overrides,
+    )
+
+
+class FilterModule:
+    """tfs_fleet.common GPU filters."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        table: dict[str, Callable[..., Any]] = {
+            "cuda_max_for_driver": cuda_max_for_driver,
+            "cuda_min_driver": cuda_min_driver,
+            "tfserving_cuda": tfserving_cuda,
+            "cuda_gate": cuda_gate,
+            "nvidia_pci_gpus": nvidia_facts.pci_gpus,
+            "nvidia_smi_gpus": nvidia_facts.smi_gpus,
+            "nvidia_proc_version": nvidia_facts.proc_driver_version,
+            "nvidia_other_branch_packages": nvidia_facts.other_branch_packages,
+        }
+        return {name: _wrap(name, func) for name, func in table.items()}

@@ -1,0 +1,99 @@
+"""The cuda_gate role run by ansible-playbook on fake hosts (driver versions from inventory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GATE_DIR = Path(__file__).resolve().parent / "gate"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def _run(*extra: str) -> tuple[int, dict[str, Any]]:
+    if not ANSIBLE_PLAYBOOK.exists():
+        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    )
+    proc = subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(GATE_DIR / "inventory.yml"),
+            str(GATE_DIR / "playbook.yml"),
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr}")
+
+
+def _host_results(report: dict[str, Any], task_name: str) -> dict[str, dict[str, Any]]:
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            name = task["task"]["name"]
+            if name == task_name or name.startswith(f"cuda_gate : {task_name}"):
+                return task["hosts"]
+    raise AssertionError(f"task {task_name!r} not in the report")
+
+
+@pytest.fixture(scope="module")
+def gate_run() -> tuple[int, dict[str, Any]]:
+    return _run()
+
+
+def test_gate_refuses_incompatible_image(gate_run: tuple[int, dict[str, Any]]) -> None:
+    rc, report = gate_run
+    assert rc == 2  # one host failed
+    refused = _host_results(report, "Refuse an image the driver cannot run")["gpu-old"]
+    assert refused["failed"] is True
+    msg = refused["msg"]
+    assert msg.startswith("host gpu-old: NVIDIA driver 470.82.01 supports CUDA up to 11.4")
+    assert "TF Serving 2.20.0's GPU image (image source 'pull') needs CUDA 12.5" in msg
+    assert "upgrade the driver to 555.42.02 or newer" in msg
+    assert "cuda_gate_on_incompatible: build" in msg
+    assert report["stats"]["gpu-old"]["failures"] == 1
+
+
+def test_gate_selects_build_for_old_driver(gate_run: tuple[int, dict[str, Any]]) -> None:
+    _, report = gate_run
+    shown = _host_results(report, "Show the image source the host will use")
+    assert shown["gpu-396"]["msg"] == "gpu-396 source=build cuda=9.2 fact=build"
+    assert report["stats"]["gpu-396"]["failures"] == 0
+
+
+def test_gate_lets_compatible_and_cpu_hosts_through(gate_run: tuple[int, dict[str, Any]]) -> None:
+    _, report = gate_run
+    shown = _host_results(report, "Show the image source the host will use")
+    assert shown["gpu-new"]["msg"] == "gpu-new source=pull cuda= fact=unset"
+    assert shown["cpu-only"]["msg"] == "cpu-only source=pull cuda= fact=unset"
+    decided = _host_results(report, "Decide whether the driver can run the image")
+    assert decided["gpu-new"]["ansible_facts"]["cuda_gate_result"]["cuda_required"] == "12.2"
+    assert decided["cpu-only"]["ansible_facts"]["cuda_gate_result"]["gpu"] is False
+
+
+def test_invalid_variable_fails_before_the_gate_runs() -> None:
+    rc, report = _run("-e", "cuda_gate_image_source=docker-hub", "--limit", "gpu-new")
+    assert rc == 2
+    validation = _host_results(report, "Validating arguments against arg spec 'main'")["gpu-new"]
+    assert validation["failed"] is True
+    assert "cuda_gate_image_source" in validation["msg"]
+    assert "docker-hub" in validation["msg"]

@@ -1,0 +1,64 @@
+"""nvidia_driver rejects bad variables before any change (check mode on localhost)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+PLAY = "- hosts: localhost\n  gather_facts: false\n  roles: [nvidia_driver]\n"
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    if not ANSIBLE_PLAYBOOK.exists():
+        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAY)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"))
+    return subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "--check",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(playbook),
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_invalid_flavor_fails_validation(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "-e", "nvidia_driver_flavor=gaming")
+    assert proc.returncode == 2
+    assert "nvidia_driver_flavor must be one of: full, headless, got: gaming" in proc.stdout
+
+
+def test_invalid_branch_fails_before_detection(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "-e", "nvidia_driver_branch=latest")
+    assert proc.returncode == 2
+    assert 'nvidia_driver_branch must be a driver major version such as "535"' in proc.stdout
+    assert "List PCI devices" not in proc.stdout
+
+
+def test_host_without_gpu_is_skipped_with_a_message(tmp_path: Path) -> None:
+    empty_bus = tmp_path / "pci"
+    empty_bus.mkdir()
+    proc = _run(tmp_path, "-e", f"nvidia_driver_pci_devices_path={empty_bus}")
+    assert proc.returncode == 0, proc.stdout
+    assert "no NVIDIA GPU on the PCI bus" in proc.stdout
+    assert "nvidia_driver_force: true" in proc.stdout
