@@ -210,7 +210,7 @@ class Fleet:
             "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
             "-e", f"tfserving_models_export_base={self.export_base}",
             "-e", f"tfserving_verify_export_base={self.export_base}",
-            "-e", f"tfserving_image={IMAGE}",
+            "-e", f"tfserving_image_archive_path={ARCHIVE}",
             "-e", f"rollout_report_dir={self.runs_dir}",
             "-e", f"rollout_run_id={run_id}",
             "-e", "tfserving_verify_wait_seconds=60",
@@ -240,7 +240,7 @@ class Fleet:
 
 
 def create_fleet() -> None:
-    """The 3 sandbox hosts with their engine and the stand-in image (idempotent)."""
+    """The 3 sandbox hosts with their engine (idempotent)."""
     require_docker_image()
     if not ARCHIVE.is_file():
         raise AssertionError(f"{ARCHIVE} is missing: run `make standin-archive` first")
@@ -253,14 +253,7 @@ def create_fleet() -> None:
         "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml")
     )
     assert setup.rc == 0, setup.tail()
-    loads = []
-    for host in HOSTS:
-        if docker("exec", host, "docker", "image", "inspect", IMAGE, check=False).returncode:
-            with ARCHIVE.open("rb") as archive:
-                argv = ["docker", "exec", "-i", host, "docker", "load"]
-                loads.append(subprocess.Popen(argv, stdin=archive, stdout=subprocess.DEVNULL))
-    for proc in loads:
-        assert proc.wait(timeout=300) == 0, "docker load of the stand-in archive failed"
+    # The image reaches the hosts through the rollout's image step (the archive source).
 
 
 def destroy_fleet() -> None:
