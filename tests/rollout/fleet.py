@@ -225,6 +225,8 @@ class Fleet:
 
     def exported(self) -> list[int]:
         base = self.export_base / MODEL
+        if not base.is_dir():
+            return []
         return sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
 
     def set_exported(self, versions: Sequence[int], library: Path) -> None:

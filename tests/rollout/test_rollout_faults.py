@@ -336,36 +336,35 @@ BAD_IMAGE = "tfsf-rollout-badimage:latest"
 
 
 @pytest.fixture
-def bad_image() -> Iterator[str]:
-    """A serving image that starts and never serves (sleep on the 2 MB probe image), loaded into
-    the canary's engine only."""
+def bad_image(tmp_path: Path) -> Iterator[Path]:
+    """A serving image that starts and never serves (sleep on the 2 MB probe image), as a
+    `docker save` archive on the controller: the image step ships it like any new image."""
     build = subprocess.run(
         ["docker", "build", "-q", "-t", BAD_IMAGE, "-"],
         input='FROM tfs-fleet/probe:latest\nENTRYPOINT ["sh", "-c", "sleep 3600", "bad-serving"]\n',
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
-    save = subprocess.Popen(["docker", "save", BAD_IMAGE], stdout=subprocess.PIPE)
-    load = subprocess.run(
-        ["docker", "exec", "-i", CANARY, "docker", "load"], stdin=save.stdout,
-        capture_output=True, timeout=120,
-    )  # fmt: skip
-    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
-    yield BAD_IMAGE
+    archive = tmp_path / "bad-image.tar"
+    docker("save", "-o", str(archive), BAD_IMAGE)
+    yield archive
     docker("image", "rm", BAD_IMAGE, check=False)
 
 
 def test_bad_image_is_rolled_back_to_the_previous_image_id(
-    fleet: Fleet, library: Path, bad_image: str
+    fleet: Fleet, library: Path, bad_image: Path
 ) -> None:
-    """A new image that never serves: the canary's container is recreated with it, fails the
-    gate, and is recreated again from the previous image ID; no other host is touched."""
+    """A new image that never serves, shipped by the image step (archive source): the canary's
+    container is recreated with it, fails the gate, and is recreated again from the previous
+    image ID; no other host is touched."""
     converge(fleet, library, fleet.exported() or [1, 2])
     newest = max(fleet.exported())
     before = {h: state(h) for h in HOSTS}
     start = time.monotonic()
     run = fleet.rollout(
-        "-e", f"tfserving_image={bad_image}", "-e", "tfserving_verify_wait_seconds=15",
+        "-e", f"tfserving_image_archive_path={bad_image}",
+        "-e", f"tfserving_image_archive_ref={BAD_IMAGE}",
+        "-e", "tfserving_verify_wait_seconds=15",
         run_id="s6-bad-image",
     )  # fmt: skip
     TIMINGS["s6_bad_image"] = time.monotonic() - start
@@ -373,7 +372,7 @@ def test_bad_image_is_rolled_back_to_the_previous_image_id(
     report = fleet.report("s6-bad-image")
     assert statuses(report) == {CANARY: "rolled-back", **{h: "not-reached" for h in HOSTS[1:]}}
     canary = report["hosts"][0]
-    bad_id = in_host(CANARY, "docker", "image", "inspect", "-f", "{{.Id}}", bad_image).strip()
+    bad_id = in_host(CANARY, "docker", "image", "inspect", "-f", "{{.Id}}", BAD_IMAGE).strip()
     assert canary["gate"] == "failed" and "status" in canary["detail"], canary["detail"]
     after = state(CANARY)
     assert after.image_id == before[CANARY].image_id != bad_id
@@ -386,3 +385,4 @@ def test_bad_image_is_rolled_back_to_the_previous_image_id(
         now = state(host)
         assert (now.container_id, now.started) == (before[host].container_id, before[host].started)
         assert now.available == [newest]
+        assert docker("exec", host, "docker", "image", "inspect", BAD_IMAGE, check=False).returncode
