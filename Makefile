@@ -24,7 +24,11 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 ## ---- set-up -------------------------------------------------------------------------------
-$(VENV)/.installed: requirements/controller.lock pyproject.toml
+.PHONY: controller-tools
+controller-tools: ## Install what the controller lacks (rsync, ssh, debootstrap, python3-venv; apt-get as root)
+	@scripts/ensure_controller_tools.sh
+
+$(VENV)/.installed: requirements/controller.lock pyproject.toml | controller-tools
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements/controller.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
@@ -43,11 +47,11 @@ lock: ## Re-resolve requirements/*.in into requirements/controller.lock
 	rm -rf .lockenv
 
 .PHONY: docker-engine
-docker-engine: ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
+docker-engine: controller-tools ## Make sure a Docker engine answers (installs docker.io and starts dockerd if needed)
 	@scripts/ensure_docker.sh
 
 .PHONY: images
-images: docker-engine ## Build the local test-host image (cached)
+images: controller-tools docker-engine ## Build the local test-host image (cached)
 	@scripts/build_base_image.sh
 
 ## ---- main job ------------------------------------------------------------------------------
@@ -60,6 +64,8 @@ demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then
 	@if [ -d $(DEMO_MODELS)/half_plus_two/1 ]; then echo "demo model: $(DEMO_MODELS)/half_plus_two has versions $$(ls $(DEMO_MODELS)/half_plus_two | tr '\n' ' ')"; \
 	 else $(TIMED) export $(PY) scripts/export_model.py --demo half_plus_two --export-base $(DEMO_MODELS); fi
 	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml
+	@echo; echo "=== the sandbox hosts are SSH hosts: log in as Ansible does (unprivileged, sudo for root)"
+	@for n in $$(seq 1 $(SANDBOX_HOSTS)); do echo "  ssh -i artifacts/sandbox/sandbox/id_ed25519 -o UserKnownHostsFile=artifacts/sandbox/sandbox/known_hosts -p $$((18400+n)) ops@127.0.0.1"; done
 	@echo; echo "=== smoke test of every sandbox host (from this machine)"
 	@v=$$(ls $(DEMO_MODELS)/half_plus_two | grep -E '^[0-9]+$$' | sort -n | tail -1); \
 	 args=$$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done); \

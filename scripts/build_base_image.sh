@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Build the systemd-ready Debian 12 image that plays a "GPU server" in molecule and the sandbox.
+# Build the systemd-ready Debian 12 image that plays a "GPU server" in molecule and the sandbox:
+# systemd, sshd (host keys made at first boot, keys only, no root login), sudo, Python, rsync.
+# Each sandbox host gets its login user and key when it is created (playbooks/sandbox.yml), as a
+# cloud provider's image gets them from cloud-init.
 #
 #   scripts/build_base_image.sh [--force]
 #
@@ -16,7 +19,7 @@ IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/debian12-systemd:latest}
 PROBE_IMAGE=tfs-fleet/probe:latest
 SOURCE=${TFS_FLEET_BASE_SOURCE:-auto}
 SUITE=bookworm
-PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,gnupg,curl,iproute2,procps,kmod,rsync,sudo,less"
+PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,gnupg,curl,iproute2,procps,kmod,rsync,sudo,less,openssh-server"
 FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
 
@@ -50,14 +53,21 @@ RUN find /etc/systemd/system /lib/systemd/system/multi-user.target.wants \
           /etc/machine-id; touch /etc/machine-id; \
     systemctl mask systemd-logind.service getty.target console-getty.service \
           systemd-udevd.service systemd-udev-trigger.service 2>/dev/null || true
+# sshd as on a real server: every container makes its own host keys at its first boot (an image
+# must not ship them, or every host would share one), keys only, no root login.
+RUN rm -f /etc/ssh/ssh_host_*; mkdir -p /etc/systemd/system/ssh.service.d; \
+    printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+      >/etc/systemd/system/ssh.service.d/host-keys.conf; \
+    printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' \
+      >/etc/ssh/sshd_config.d/tfs-fleet.conf; \
+    systemctl enable ssh.service
 STOPSIGNAL SIGRTMIN+3
-VOLUME ["/var/lib/docker"]
 CMD ["/lib/systemd/systemd"]
 DOCKERFILE
 }
 
 # What the image is made of; bump RECIPE_REVISION when the rootfs steps below change.
-RECIPE_REVISION=2
+RECIPE_REVISION=3
 recipe=$( { dockerfile_tail; echo "$RECIPE_REVISION $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
 if [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE" 2>/dev/null) \
    && [ "$have" = "$recipe" ]; then

@@ -25,7 +25,14 @@ from helpers import BIN, REPO, docker, recap_changed, require_docker_image
 FLEET = "rollout"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
 CANARY = HOSTS[0]
-GRPC_BASE, REST_BASE = 39500, 39600
+GRPC_BASE, REST_BASE, SSH_BASE = 39500, 39600, 39400
+# The rollout fleet is the sandbox's sudo-password flavour: Ansible logs in over SSH as the
+# unprivileged login user, and sudo asks for that user's password, which comes from a vault file
+# whose password comes from a file (as many fleets run it).
+SANDBOX_DIR = REPO / "artifacts" / "sandbox" / FLEET
+VAULT_PASSWORD_FILE = SANDBOX_DIR / "vault-password"
+BECOME_VAULT = SANDBOX_DIR / "become.vault.yml"
+BECOME_ARGS = ["--vault-password-file", str(VAULT_PASSWORD_FILE), "-e", f"@{BECOME_VAULT}"]
 MODEL = "half_plus_two"
 IMAGE = "tfs-fleet/serving-standin:latest"
 MODELS_DIR = f"/srv/tfserving/models/{MODEL}"
@@ -54,11 +61,18 @@ def env() -> dict[str, str]:
     }
 
 
-def playbook(*args: str, timeout: int = 420, extra_env: dict[str, str] | None = None) -> Run:
-    """Run ansible-playbook against the rollout fleet; returns its output and recap."""
+def playbook(
+    *args: str,
+    timeout: int = 420,
+    extra_env: dict[str, str] | None = None,
+    become_args: Sequence[str] | None = None,
+) -> Run:
+    """Run ansible-playbook against the rollout fleet (with the fleet's vault password file and
+    vaulted sudo password unless become_args says otherwise); returns its output and recap."""
     start = time.monotonic()
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
+        [str(BIN / "ansible-playbook"), *(BECOME_ARGS if become_args is None else become_args),
+         *args],
         capture_output=True, text=True, cwd=REPO, env={**env(), **(extra_env or {})},
         timeout=timeout,
     )  # fmt: skip
@@ -206,7 +220,7 @@ class Fleet:
 
     def rollout_args(self, *extra: str, run_id: str) -> list[str]:
         return [
-            str(BIN / "ansible-playbook"),
+            str(BIN / "ansible-playbook"), *BECOME_ARGS,
             "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
             "-e", f"tfserving_models_export_base={self.export_base}",
             "-e", f"tfserving_verify_export_base={self.export_base}",
@@ -218,7 +232,9 @@ class Fleet:
         ]  # fmt: skip
 
     def rollout(self, *extra: str, run_id: str, timeout: int = 420) -> Run:
-        return playbook(*self.rollout_args(*extra, run_id=run_id)[1:], timeout=timeout)
+        return playbook(
+            *self.rollout_args(*extra, run_id=run_id)[1:], timeout=timeout, become_args=[]
+        )
 
     def report(self, run_id: str) -> dict[str, Any]:
         return json.loads((self.runs_dir / run_id / "report.json").read_text())
@@ -248,7 +264,9 @@ def create_fleet() -> None:
         raise AssertionError(f"{ARCHIVE} is missing: run `make standin-archive` first")
     up = playbook(
         str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_host_count=3",
-        "-e", f"sandbox_grpc_port_base={GRPC_BASE}", "-e", f"sandbox_rest_port_base={REST_BASE}",
+        "-e", "sandbox_sudo=password", "-e", f"sandbox_grpc_port_base={GRPC_BASE}",
+        "-e", f"sandbox_rest_port_base={REST_BASE}", "-e", f"sandbox_ssh_port_base={SSH_BASE}",
+        become_args=[],
     )  # fmt: skip
     assert up.rc == 0, up.tail()
     setup = playbook(
@@ -259,7 +277,7 @@ def create_fleet() -> None:
 
 
 def destroy_fleet() -> None:
-    playbook(str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_state=absent")
+    playbook(str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_state=absent", become_args=[])
 
 
 def kill_group(proc: subprocess.Popen[str]) -> None:

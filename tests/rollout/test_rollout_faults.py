@@ -16,13 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from fleet import (
+    BECOME_VAULT,
     BIN,
     CANARY,
     HOSTS,
     MODEL,
     MODELS_DIR,
     REPO,
+    VAULT_PASSWORD_FILE,
     Fleet,
     Load,
     available_versions,
@@ -32,6 +35,7 @@ from fleet import (
     env,
     in_host,
     kill_group,
+    playbook,
     standin_image_id,
     state,
     wait_available,
@@ -148,6 +152,46 @@ def test_good_model_rolls_out_under_load(fleet: Fleet, library: Path, tmp_path: 
         *[line for host in order for line in (f"drain {host}", f"undrain {host}")],
         "",
     ]
+
+
+def test_sudo_password_from_the_vault_is_used_and_never_printed(
+    fleet: Fleet, library: Path, tmp_path: Path
+) -> None:
+    """The fleet's sudo asks for a password (sandbox_sudo=password), given as a vault-encrypted
+    ansible_become_password whose vault password comes from a file: a wrong vault password stops
+    the run before any host changes, naming the file; the right one works at -vvv and the
+    password appears nowhere in the output."""
+    converge(fleet, library, [1, 2])
+    probe = docker("exec", "-u", "ops", CANARY, "sudo", "-n", "true", check=False)
+    assert probe.returncode != 0 and "password is required" in probe.stderr, probe.stderr
+    before = {h: state(h) for h in HOSTS}
+    wrong = tmp_path / "wrong-vault-password"
+    wrong.write_text("not-the-vault-password\n")
+    site = ["-i", str(REPO / "inventories/sandbox"), str(REPO / "site.yml"),
+            "-e", f"tfserving_models_export_base={fleet.export_base}"]  # fmt: skip
+    bad = playbook(
+        "--vault-password-file", str(wrong), "-e", f"@{BECOME_VAULT}", *site, become_args=[]
+    )
+    assert bad.rc != 0, bad.tail()
+    assert "Decryption failed" in bad.output and str(BECOME_VAULT) in bad.output, bad.tail()
+    assert "PLAY [" not in bad.output  # stopped before the first play
+    assert {h: state(h) for h in HOSTS} == before
+    view = subprocess.run(
+        [str(BIN / "ansible-vault"), "view", "--vault-password-file", str(VAULT_PASSWORD_FILE),
+         str(BECOME_VAULT)],
+        capture_output=True, text=True, timeout=60, env=env(),
+    )  # fmt: skip
+    assert view.returncode == 0, view.stderr
+    password = yaml.safe_load(view.stdout)["ansible_become_password"]
+    assert len(password) >= 16
+    good = playbook(
+        "-vvv", "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/models.yml"),
+        "-e", f"tfserving_models_export_base={fleet.export_base}",
+    )  # fmt: skip
+    assert good.rc == 0, good.tail()
+    assert good.changed == {h: 0 for h in HOSTS}, good.tail(20)
+    assert "BECOME-SUCCESS" in good.output and "sudo" in good.output  # sudo was used
+    assert password not in good.output
 
 
 def test_bad_model_stops_at_the_canary(fleet: Fleet, library: Path) -> None:

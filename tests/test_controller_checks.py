@@ -1,0 +1,113 @@
+"""The controller side of the SSH path: path filters that never treat paths as patterns, the
+executables check behind the controller preflight, and scripts/ensure_controller_tools.sh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tfs_fleet.common.plugins.filter.paths import (
+    missing_executables,
+    versions_in,
+)
+
+from helpers import REPO
+
+
+def found(*paths: str) -> list[dict[str, str]]:
+    return [{"path": p} for p in paths]
+
+
+def test_versions_in_takes_only_direct_numeric_children_of_the_directory() -> None:
+    files = found(
+        "/srv/m/half/1", "/srv/m/half/12", "/srv/m/half/.tfs-fleet-incoming-3",
+        "/srv/retired/half/2", "/srv/m/half/1/variables", "/srv/m/halfx/7",
+    )  # fmt: skip
+    assert versions_in(files, "/srv/m/half") == [1, 12]
+    assert versions_in(files, "/srv/m/half/") == [1, 12]
+    assert versions_in(files, "/srv/retired/half") == [2]
+
+
+@pytest.mark.parametrize("base", ["/srv/s+d", "/srv/a.b", "/srv/[x]", "/srv/(m)|n", "/srv/a*"])
+def test_versions_in_compares_paths_not_patterns(base: str) -> None:
+    # The regex bug (issue 14, item 3): '/srv/s+d' matched nothing as a pattern, so every run
+    # transferred every version again. As a path it matches itself and nothing else.
+    files = found(f"{base}/m/1", f"{base}/m/2", f"{base}x/m/3", "/srv/ssd/m/4")
+    assert versions_in(files, f"{base}/m") == [1, 2]
+
+
+def test_versions_in_accepts_plain_paths_and_rejects_a_relative_directory() -> None:
+    assert versions_in(["/a/b/3", "/a/b/x"], "/a/b") == [3]
+    with pytest.raises(AnsibleFilterError, match="absolute path"):
+        versions_in([], "srv/models")
+    with pytest.raises(AnsibleFilterError, match="no 'path'"):
+        versions_in([{"name": "1"}], "/srv")
+
+
+def test_missing_executables_looks_on_the_given_path(tmp_path: Path) -> None:
+    tool = tmp_path / "rsync"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    (tmp_path / "ssh").write_text("not executable\n")
+    assert missing_executables(["rsync", "ssh", "rsync"], path=str(tmp_path)) == ["ssh"]
+    assert missing_executables("rsync", path=str(tmp_path)) == []
+
+
+def run_tools_script(
+    tmp_path: Path, keep: list[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """scripts/ensure_controller_tools.sh with a PATH holding only `keep` (links to the real)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in keep:
+        if name == "python3":  # the interpreter itself (a pyenv shim needs its own PATH)
+            target = os.path.realpath(sys.executable)
+        else:
+            real = subprocess.run(
+                ["sh", "-c", f"command -v {name}"], capture_output=True, text=True
+            )
+            assert real.returncode == 0, f"{name} is not on this machine's PATH"
+            target = real.stdout.strip()
+        link = bin_dir / name
+        if not link.exists():
+            link.symlink_to(target)
+    return subprocess.run(
+        ["/bin/bash", str(REPO / "scripts/ensure_controller_tools.sh"), *args],
+        capture_output=True, text=True, env={**os.environ, "PATH": str(bin_dir)}, timeout=60,
+    )  # fmt: skip
+
+
+BASICS = ["python3", "make", "git", "awk", "id", "sed", "cut", "cat", "bash"]
+
+
+def test_tools_script_names_everything_missing_in_one_message(tmp_path: Path) -> None:
+    proc = run_tools_script(tmp_path, BASICS, "--check")
+    assert proc.returncode == 1
+    message = proc.stderr
+    for package in ("rsync", "openssh-client", "debootstrap"):
+        assert package in message, message
+    assert message.count("missing on this machine") == 1
+    assert "apt-get install -y" in message
+
+
+def test_tools_script_passes_when_everything_is_there(tmp_path: Path) -> None:
+    proc = run_tools_script(tmp_path, [*BASICS, "rsync", "ssh", "ssh-keygen", "debootstrap"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_tools_script_usage() -> None:
+    help_ = subprocess.run(
+        ["bash", str(REPO / "scripts/ensure_controller_tools.sh"), "--help"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert help_.returncode == 0 and "--check" in help_.stdout
+    bad = subprocess.run(
+        ["bash", str(REPO / "scripts/ensure_controller_tools.sh"), "--bogus"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown argument" in bad.stderr
