@@ -15,7 +15,7 @@ from ansible_collections.tfs_fleet.common.plugins.filter.paths import (
     versions_in,
 )
 
-from helpers import REPO
+from helpers import BIN, REPO
 
 
 def found(*paths: str) -> list[dict[str, str]]:
@@ -111,3 +111,43 @@ def test_tools_script_usage() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert bad.returncode == 2 and "unknown argument" in bad.stderr
+
+
+def preflight_run(
+    tmp_path: Path, host_vars: str, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """site.yml against one host that is never contacted (nothing listens on 127.0.0.1:9)."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  children:\n    gpu_servers:\n      hosts:\n        gpu-x:\n"
+        "          ansible_host: 127.0.0.1\n          ansible_port: 9\n"
+        "          ansible_user: ops\n" + host_vars
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if path is not None:
+        env["PATH"] = path
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "site.yml")],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=180,
+    )  # fmt: skip
+
+
+def test_controller_preflight_names_missing_programs_before_any_host(tmp_path: Path) -> None:
+    proc = preflight_run(tmp_path, "", path=str(BIN))  # the venv only: no rsync, no ssh
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert "lacks rsync, ssh" in out and "apt-get install rsync openssh-client" in out, out[-3000:]
+    assert "Gathering Facts" not in out  # no host was contacted
+
+
+def test_controller_preflight_refuses_a_missing_image_archive(tmp_path: Path) -> None:
+    archive = tmp_path / "no-such-image.tar"
+    proc = preflight_run(
+        tmp_path,
+        "          tfserving_image_source: archive\n"
+        f"          tfserving_image_archive_path: {archive}\n",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]
+    assert f"tfserving_image_archive_path ({archive})" in out and "docker save" in out
+    assert "Gathering Facts" not in out

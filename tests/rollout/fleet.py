@@ -63,7 +63,7 @@ def env() -> dict[str, str]:
 
 def playbook(
     *args: str,
-    timeout: int = 420,
+    timeout: int = 900,
     extra_env: dict[str, str] | None = None,
     become_args: Sequence[str] | None = None,
 ) -> Run:
@@ -90,7 +90,11 @@ class Run:
         return recap_changed(self.output)
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.output.splitlines()[-lines:])
+        """The first failures (where a run went wrong) and the last lines (how it ended)."""
+        out = self.output.splitlines()
+        first = [i for i, line in enumerate(out) if line.startswith(("fatal:", "failed:"))][:3]
+        head = ["--- first failures:", *[ln for i in first for ln in out[max(0, i - 3) : i + 12]]]
+        return "\n".join([*(head if first else []), "--- last lines:", *out[-lines:]])
 
 
 def in_host(host: str, *argv: str, check: bool = True) -> str:
@@ -231,7 +235,7 @@ class Fleet:
             *extra,
         ]  # fmt: skip
 
-    def rollout(self, *extra: str, run_id: str, timeout: int = 420) -> Run:
+    def rollout(self, *extra: str, run_id: str, timeout: int = 900) -> Run:
         return playbook(
             *self.rollout_args(*extra, run_id=run_id)[1:], timeout=timeout, become_args=[]
         )
@@ -269,9 +273,11 @@ def create_fleet() -> None:
         become_args=[],
     )  # fmt: skip
     assert up.rc == 0, up.tail()
+    # Installs docker.io on 3 hosts at once: minutes on 2 busy cores.
     setup = playbook(
-        "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml")
-    )
+        "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml"),
+        timeout=1200,
+    )  # fmt: skip
     assert setup.rc == 0, setup.tail()
     # The image reaches the hosts through the rollout's image step (the archive source).
 
