@@ -375,3 +375,28 @@ def test_other_branch_packages_include_open_and_signed_modules() -> None:
         "nvidia-container-toolkit",
     ]
     assert nf.other_branch_packages(installed, "580") == sorted(installed[:5])
+
+
+# ---- defect 2: one source of the GPU fact
+
+
+def test_gpu_fact_order_variable_then_this_run_then_ansible_local() -> None:
+    recorded = {
+        "ansible_local": {"nvidia_driver": {"gpu_present": True, "installed_version": "580.65.06"}}
+    }
+    assert nh.gpu_fact(recorded) == {
+        "present": True,
+        "driver": "580.65.06",
+        "source": "ansible_local",
+    }
+    this_run = {
+        **recorded,
+        "nvidia_driver_gpu_present": False,
+        "nvidia_driver_installed_version": "",
+    }
+    assert nh.gpu_fact(this_run) == {"present": False, "driver": "", "source": "nvidia_driver"}
+    assert nh.gpu_fact(recorded, explicit=False)["present"] is False
+    assert nh.gpu_fact(recorded, explicit=False)["source"] == "variable"
+    assert nh.gpu_fact({}) == {"present": False, "driver": "", "source": "none"}
+    assert nh.gpu_fact({"ansible_local": {}}) == {"present": False, "driver": "", "source": "none"}
+    assert nh.gpu_fact({"nvidia_driver_gpu_present": "True"})["present"] is True

@@ -90,5 +90,6 @@ class FilterModule:
             "nvidia_gpu_generation": nvidia_hardware.gpu_generation,
             "nvidia_proc_kernel_module": nvidia_hardware.proc_kernel_module,
             "nvidia_driver_plan": nvidia_hardware.driver_plan,
+            "nvidia_gpu_fact": nvidia_hardware.gpu_fact,
         }
         return {name: _wrap(name, func) for name, func in table.items()}

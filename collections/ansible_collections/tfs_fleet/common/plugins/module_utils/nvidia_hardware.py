@@ -367,3 +367,32 @@ def _ids(gpus: list[Mapping[str, Any]], generations: list[str], generation: str)
         for g, gen in zip(gpus, generations, strict=True)
         if gen == generation
     ]
+
+
+def gpu_fact(host: Mapping[str, Any], explicit: object = None) -> dict[str, Any]:
+    """The one source of "does this host have an NVIDIA GPU, and which driver is loaded".
+
+    ``host`` is the host's variables (``hostvars[inventory_hostname]``). In order: the role's
+    own variable (``explicit``, when not None); the nvidia_driver role's facts set in this run
+    (``nvidia_driver_gpu_present``, ``nvidia_driver_installed_version``); what that role
+    recorded on the host in /etc/ansible/facts.d/nvidia_driver.fact (``ansible_local``, read
+    by fact gathering: a play with ``gather_facts: false`` or a ``--tags`` run that skipped the
+    driver role still finds it); else no GPU. Returns present, driver and source."""
+    local = host.get("ansible_local") or {}
+    recorded = local.get("nvidia_driver") if isinstance(local, Mapping) else None
+    recorded = recorded if isinstance(recorded, Mapping) else {}
+    if "nvidia_driver_gpu_present" in host:
+        present, source = host["nvidia_driver_gpu_present"], "nvidia_driver"
+    elif "gpu_present" in recorded:
+        present, source = recorded["gpu_present"], "ansible_local"
+    else:
+        present, source = False, "none"
+    if "nvidia_driver_installed_version" in host:
+        driver = host["nvidia_driver_installed_version"] or ""
+    else:
+        driver = recorded.get("installed_version", "") or ""
+    if explicit is not None:
+        present, source = explicit, "variable"
+    if isinstance(present, str):
+        present = present.strip().lower() in ("true", "yes", "1")
+    return {"present": bool(present), "driver": str(driver), "source": source}
