@@ -61,7 +61,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
 
 
 def _run(host: tuple[str, Path], tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    name, inventory = host
+    _, inventory = host
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY)
     env = {

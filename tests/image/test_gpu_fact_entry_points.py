@@ -91,5 +91,6 @@ def test_the_variable_still_wins(gpu_host: tuple[str, Path]) -> None:
     name, inventory = gpu_host
     result = _decision("playbooks/image.yml", inventory, name, "-e", "tfserving_image_gpu=false")
     assert result["msg"] == (
-        f"{name}: CPU host (GPU fact from variable), image source pull, pulls tensorflow/serving:2.19.0"
+        f"{name}: CPU host (GPU fact from variable), image source pull, "
+        "pulls tensorflow/serving:2.19.0"
     )
