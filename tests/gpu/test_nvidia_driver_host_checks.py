@@ -71,7 +71,7 @@ def _run(host: tuple[str, Path], tmp_path: Path, *extra: str) -> tuple[int, dict
     }
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         str(playbook), "--check", *extra],
+         str(playbook), "--check", "-e", "nvidia_driver_allow_eol_branch=true", *extra],
         capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
     )  # fmt: skip
     try:
@@ -152,3 +152,19 @@ def test_pcie_host_plan_is_reported_and_passes_the_stop(
         0,
         2,
     )  # what follows the plan may fail on the unreachable mirror; not checked here
+
+
+def test_branch_past_end_of_life_fails_unless_accepted(
+    host: tuple[str, Path], tmp_path: Path
+) -> None:
+    # Debian 12's only branch, 535, reached its end of life in June 2026 (the policy is LTSB 580).
+    rc, report = _run(
+        host, tmp_path, "-e", "nvidia_driver_pci_devices_path=/srv/fake/pcie",
+        "-e", "nvidia_driver_allow_eol_branch=false",
+    )  # fmt: skip
+    name = host[0]
+    assert rc == 2
+    check = _task(report, "Check the driver branch against NVIDIA's lifecycle", name)
+    assert check["failed"] is True
+    assert "branch 535 (LTSB) reached end of life in 2026-06" in check["msg"]
+    assert report["stats"][name]["changed"] == 0

@@ -400,3 +400,16 @@ def test_gpu_fact_order_variable_then_this_run_then_ansible_local() -> None:
     assert nh.gpu_fact({}) == {"present": False, "driver": "", "source": "none"}
     assert nh.gpu_fact({"ansible_local": {}}) == {"present": False, "driver": "", "source": "none"}
     assert nh.gpu_fact({"nvidia_driver_gpu_present": "True"})["present"] is True
+
+
+def test_branch_policy() -> None:
+    eol = nh.branch_policy("535", "2026-12-02")
+    assert eol["expired"] is True
+    assert "reached end of life in 2026-06" in eol["message"]
+    assert "LTSB 580" in eol["message"]
+    assert nh.branch_policy("535", "2026-05-31")["expired"] is False
+    assert nh.branch_policy("580", "2026-12-02") == {
+        "branch": "580", "kind": "LTSB", "end_of_life": "2028-08", "expired": False,
+        "message": "branch 580 (LTSB) reaches end of life in 2028-08",
+    }  # fmt: skip
+    assert nh.branch_policy("590", "2026-12-02")["kind"] == "unknown"

@@ -91,5 +91,6 @@ class FilterModule:
             "nvidia_proc_kernel_module": nvidia_hardware.proc_kernel_module,
             "nvidia_driver_plan": nvidia_hardware.driver_plan,
             "nvidia_gpu_fact": nvidia_hardware.gpu_fact,
+            "nvidia_branch_policy": nvidia_hardware.branch_policy,
         }
         return {name: _wrap(name, func) for name, func in table.items()}

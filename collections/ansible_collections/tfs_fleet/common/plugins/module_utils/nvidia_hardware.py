@@ -396,3 +396,36 @@ def gpu_fact(host: Mapping[str, Any], explicit: object = None) -> dict[str, Any]
     if isinstance(present, str):
         present = present.strip().lower() in ("true", "yes", "1")
     return {"present": bool(present), "driver": str(driver), "source": source}
+
+
+# Branch policy: NVIDIA's data-center driver lifecycle ("Data Center Driver Lifecycle" in the
+# driver documentation). LTSB = long-term support branch, PB = production branch. Only
+# entries whose end of life was checked are listed; an unlisted branch reports "unknown".
+BRANCH_LIFECYCLE: dict[str, dict[str, str]] = {
+    "535": {"kind": "LTSB", "end_of_life": "2026-06"},
+    "580": {"kind": "LTSB", "end_of_life": "2028-08"},
+}
+
+
+def branch_policy(branch: str, today: str) -> dict[str, Any]:
+    """Lifecycle of a driver branch on ``today`` (YYYY-MM or YYYY-MM-DD): kind, end of life,
+    whether it has passed, and a message naming the supported alternative (LTSB 580)."""
+    if not re.match(r"^\d{3}$", str(branch)):
+        raise NvidiaPlanError(
+            f"nvidia_driver_branch must be three digits such as '580', got {branch!r}"
+        )
+    entry = BRANCH_LIFECYCLE.get(str(branch))
+    if entry is None:
+        return {
+            "branch": branch, "kind": "unknown", "end_of_life": "", "expired": False,
+            "message": f"branch {branch}: no lifecycle recorded; the role's policy is LTSB 580",
+        }  # fmt: skip
+    expired = str(today)[:7] > entry["end_of_life"]
+    message = f"branch {branch} ({entry['kind']}) reaches end of life in {entry['end_of_life']}"
+    if expired:
+        message = (
+            f"branch {branch} ({entry['kind']}) reached end of life in {entry['end_of_life']}: no more "
+            'security fixes; move to LTSB 580 (nvidia_driver_branch: "580"; Debian 12 ships only 535, '
+            "use Ubuntu or RHEL, or NVIDIA's repository)"
+        )
+    return {"branch": branch, **entry, "expired": expired, "message": message}
