@@ -26,7 +26,7 @@ def test_toolkit_packages_pinned_below_newer_release(host, name):
     assert package.is_installed
     assert package.version == VERSION  # the fixture repository also offers 1.19.0-1
     policy = host.check_output(f"apt-cache policy {name}")
-    assert "1.18.0-1" in policy
+    assert "1.19.0-1" in policy
     assert f"Candidate: {VERSION}" in policy
 
 
