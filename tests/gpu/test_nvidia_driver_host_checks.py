@@ -168,3 +168,47 @@ def test_branch_past_end_of_life_fails_unless_accepted(
     assert check["failed"] is True
     assert "branch 535 (LTSB) reached end of life in 2026-06" in check["msg"]
     assert report["stats"][name]["changed"] == 0
+
+
+UBUNTU_UNIT = """\
+# As Ubuntu's nvidia-persistenced package ships it (the flag the role takes out).
+[Unit]
+Description=NVIDIA Persistence Daemon
+[Service]
+Type=forking
+ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
+ExecStopPost=/bin/rm -rf /var/run/nvidia-persistenced
+"""
+PERSISTENCED_PLAY = """\
+- name: The persistence daemon's drop-in
+  hosts: all
+  become: true
+  gather_facts: false
+  tasks:
+    - name: Run the role's persistenced tasks
+      ansible.builtin.include_role:
+        name: nvidia_driver
+        tasks_from: persistenced.yml
+"""
+
+
+def test_persistence_mode_drop_in_for_ubuntus_unit(host: tuple[str, Path], tmp_path: Path) -> None:
+    name, inventory = host
+    unit = "/etc/systemd/system/nvidia-persistenced.service"
+    docker("exec", name, "sh", "-c", f"cat >{unit} <<'X'\n{UBUNTU_UNIT}X\nsystemctl daemon-reload")
+    playbook = tmp_path / "persistenced.yml"
+    playbook.write_text(PERSISTENCED_PLAY)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
+         str(playbook), "-e", "nvidia_driver_installed_version=",
+         "-e", "nvidia_driver_container=true"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    shown = docker(
+        "exec", name, "systemctl", "show", "nvidia-persistenced", "--property", "ExecStart"
+    ).stdout
+    assert "--persistence-mode" in shown
+    assert "--no-persistence-mode" not in shown
+    assert "--user nvidia-persistenced" in shown
