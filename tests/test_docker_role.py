@@ -28,6 +28,14 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         yield name, inventory
 
 
+@pytest.fixture(scope="module")
+def mirror_key_fingerprint(host: tuple[str, Path]) -> str:
+    """The first fingerprint of the key the test mirror serves (it stands in for Docker's)."""
+    out = docker("exec", host[0], "gpg", "--with-colons", "--show-keys",
+                 "/srv/docker-mirror/debian/gpg").stdout  # fmt: skip
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+
 def exists(name: str, path: str) -> bool:
     return docker("exec", name, "test", "-e", path, check=False).returncode == 0
 
@@ -65,10 +73,29 @@ def test_docker_ce_check_mode_changes_nothing(host: tuple[str, Path]) -> None:
     assert not exists(name, "/etc/apt/keyrings/docker.asc")
 
 
-def test_docker_ce_repository_rendered_for_a_mirror(host: tuple[str, Path]) -> None:
+def test_docker_ce_key_with_another_fingerprint_is_not_trusted(host: tuple[str, Path]) -> None:
+    name, inventory = host
+    # The default fingerprint is Docker's; the mirror serves another key.
+    result = ansible_playbook(
+        HOST_SETUP, inventory, "--tags", "docker_repo",
+        "-e", "docker_install_source=docker_ce", "-e", f"docker_ce_repo_url={MIRROR}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        "not docker_ce_repo_key_fingerprint 9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+        in result.stdout
+    )
+    assert not exists(name, "/etc/apt/keyrings/docker.asc")
+    assert not exists(name, "/etc/apt/sources.list.d/docker.sources")
+
+
+def test_docker_ce_repository_rendered_for_a_mirror(
+    host: tuple[str, Path], mirror_key_fingerprint: str
+) -> None:
     name, inventory = host
     args = ["--tags", "docker_repo", "-e", "docker_install_source=docker_ce",
-            "-e", f"docker_ce_repo_url={MIRROR}"]  # fmt: skip
+            "-e", f"docker_ce_repo_url={MIRROR}",
+            "-e", f"docker_ce_repo_key_fingerprint={mirror_key_fingerprint}"]  # fmt: skip
     first = ansible_playbook(HOST_SETUP, inventory, *args)
     assert first.returncode == 0, first.stdout[-3000:]
     source = docker("exec", name, "cat", "/etc/apt/sources.list.d/docker.sources").stdout

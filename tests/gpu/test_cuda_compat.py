@@ -23,6 +23,7 @@ NVIDIA_POINTS = [
     ("535.54.02", "12.1"),
     ("535.104.05", "12.2"),
     ("550.54.15", "12.4"),
+    ("555.42.02", "12.4"),  # 12.5 GA ran on .02, but 12.5.1 (TF Serving 2.20) needs .06
     ("555.42.06", "12.5"),
     ("560.35.05", "12.6"),
     ("570.26", "12.8"),
@@ -187,7 +188,7 @@ def test_gate_refuses_incompatible_image_with_ways_out() -> None:
     assert result["action"] == "fail"
     assert result["compatible"] is False
     message = str(result["message"])
-    for part in ("gpu-01", "470.82.01", "CUDA 12.5", "up to 11.4", "555.42.02", "Ways out"):
+    for part in ("gpu-01", "470.82.01", "CUDA 12.5", "up to 11.4", "555.42.06", "Ways out"):
         assert part in message
     assert "cuda_gate_on_incompatible: build" in message
     assert "nvidia_driver_branch" in message

@@ -68,7 +68,7 @@ def test_gate_refuses_incompatible_image(gate_run: tuple[int, dict[str, Any]]) -
     msg = refused["msg"]
     assert msg.startswith("host gpu-old: NVIDIA driver 470.82.01 supports CUDA up to 11.4")
     assert "TF Serving 2.20.0's GPU image (image source 'pull') needs CUDA 12.5" in msg
-    assert "upgrade the driver to 555.42.02 or newer" in msg
+    assert "upgrade the driver to 555.42.06 or newer" in msg
     assert "cuda_gate_on_incompatible: build" in msg
     assert report["stats"]["gpu-old"]["failures"] == 1
 

@@ -62,3 +62,41 @@ def test_host_without_gpu_is_skipped_with_a_message(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout
     assert "no NVIDIA GPU on the PCI bus" in proc.stdout
     assert "nvidia_driver_force: true" in proc.stdout
+
+
+def test_cuda_repo_source_needs_the_keyring_checksum(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "-e", "nvidia_driver_ubuntu_source=cuda_repo")
+    assert proc.returncode == 2
+    assert "nvidia_driver_cuda_keyring_sha256 must be the sha256" in proc.stdout
+    assert "List PCI devices" not in proc.stdout
+
+
+def test_cuda_repo_source_with_a_checksum_passes_the_check(tmp_path: Path) -> None:
+    empty_bus = tmp_path / "pci"
+    empty_bus.mkdir()
+    proc = _run(
+        tmp_path, "-e", "nvidia_driver_ubuntu_source=cuda_repo",
+        "-e", "nvidia_driver_cuda_keyring_sha256=" + "0" * 64,
+        "-e", f"nvidia_driver_pci_devices_path={empty_bus}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    assert "no NVIDIA GPU on the PCI bus" in proc.stdout
+
+
+def test_keyring_download_is_checked_and_toolkit_rpms_are_signed() -> None:
+    # The tasks that fetch packages: the cuda-keyring .deb carries its pinned checksum, and the
+    # toolkit's yum repository checks package signatures (gpgcheck), not only its metadata.
+    import yaml
+
+    ubuntu = yaml.safe_load(
+        (REPO_ROOT / "roles/nvidia_driver/tasks/install_ubuntu.yml").read_text()
+    )
+    block = next(t for t in ubuntu if "block" in t)["block"]
+    download = next(t for t in block if "ansible.builtin.get_url" in t)["ansible.builtin.get_url"]
+    assert download["checksum"] == "sha256:{{ nvidia_driver_cuda_keyring_sha256 }}"
+    yum = yaml.safe_load((REPO_ROOT / "roles/nvidia_container_toolkit/tasks/yum.yml").read_text())
+    repo = next(t for t in yum if "ansible.builtin.yum_repository" in t)[
+        "ansible.builtin.yum_repository"
+    ]
+    assert repo["gpgcheck"] is True
+    assert repo["repo_gpgcheck"] is True

@@ -126,6 +126,8 @@ def test_other_branch_packages_for_an_upgrade() -> None:
     assert nf.other_branch_packages(installed, "580") == [
         "cuda-drivers-535",
         "libnvidia-compute-535-server",
+        # Canonical's signed modules of the old branch go too (issue 17: Secure Boot hosts).
+        "linux-modules-nvidia-535-server-generic",
         "nvidia-driver-535-server",
         "nvidia-headless-no-dkms-535-server",
         "nvidia-utils-535-server",

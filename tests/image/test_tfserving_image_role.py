@@ -27,6 +27,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 DIGEST = "sha256:" + "ab" * 32
 PRIVATE_REPO = "registry.example.internal:5000/ml/tensorflow-serving"
 PROBE = "tfs-fleet/probe:latest"
+SOURCE_SHA256 = "5" * 64  # a pinned value as an operator sets it; the render never downloads
 STANDIN = "tfs-fleet/serving-standin:latest"
 
 Report = dict[str, Any]
@@ -96,7 +97,8 @@ def check_run(
         "digest-host": {"tfserving_image_repository": PRIVATE_REPO,
                         "tfserving_image_digest": DIGEST},
         "old-gpu-fail": old_gpu,
-        "old-gpu-build": {**old_gpu, "tfserving_image_on_incompatible": "build"},
+        "old-gpu-build": {**old_gpu, "tfserving_image_on_incompatible": "build",
+                          "tfserving_image_build_source_sha256": SOURCE_SHA256},
         "archive-host": {"tfserving_image_source": "archive",
                          "tfserving_image_archive_path": str(probe_archive[0])},
         "archive-no-path": {"tfserving_image_source": "archive"},
@@ -262,10 +264,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, st
     """Build contexts rendered for CUDA 11.8 and the seed's 9.0 (one host each), by CUDA."""
     tmp_path = tmp_path_factory.mktemp("render")
     cudas = ["11.8", "9.0"]
-    hosts = {
+    hosts: dict[str, dict[str, Any]] = {
         f"cuda{cuda.replace('.', '')}": {
             "tfserving_image_build_cuda": cuda,
             "tfserving_image_build_dir": str(tmp_path / cuda),
+            "tfserving_image_build_source_sha256": SOURCE_SHA256,
         }
         for cuda in cudas
     }
@@ -313,8 +316,8 @@ def test_dockerfiles_for_cuda_11_8(rendered: dict[str, dict[str, str]]) -> None:
     assert "--port=8500 --rest_api_port=8501" in entry
     assert '--model_base_path="${MODEL_BASE_PATH}/${MODEL_NAME}" "$@"' in entry
     script = files["build.sh"]
-    assert "--tag 'tfs-fleet/tfserving:2.19.0-devel-gpu-cuda11.8' devel" in script
-    assert "--tag 'tfs-fleet/tfserving:2.19.0-gpu-cuda11.8' runtime" in script
+    assert "--tag tfs-fleet/tfserving:2.19.0-devel-gpu-cuda11.8 devel" in script
+    assert "--tag tfs-fleet/tfserving:2.19.0-gpu-cuda11.8 runtime" in script
     assert script.index(" devel\n") < script.index(" runtime\n")  # devel stage first
 
 

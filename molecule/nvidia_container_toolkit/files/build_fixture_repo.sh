@@ -5,6 +5,9 @@
 # holding EMPTY packages that only carry the real packages' names, versions and dependencies.
 # They contain no NVIDIA software: each ships one README saying it is a test fixture.
 # Two toolkit versions are published so that the test can show the pin choosing the older one.
+# nvidia-container-toolkit-base also carries a FAKE nvidia-ctk (a shell script: `--version`,
+# and `cdi generate --output=F` writing a minimal CDI spec with no device) and the two
+# nvidia-cdi-refresh units with the upstream names, so that the role's CDI steps run for real.
 set -euo pipefail
 root=${1:?usage: build_fixture_repo.sh REPO_ROOT}
 arch=$(dpkg --print-architecture)
@@ -25,10 +28,34 @@ build() { # build NAME VERSION DEPENDS
     printf 'Description: TEST FIXTURE stand-in for %s\n' "$name"
     printf ' Empty package with the real name and version; built by a molecule prepare step.\n'
   } >"$dir/DEBIAN/control"
+  if [ "$name" = nvidia-container-toolkit-base ]; then fake_ctk "$dir" "$version"; fi
   dpkg-deb --build --root-owner-group "$dir" "$repo/${name}_${version}_${arch}.deb" >/dev/null
 }
 
-for v in 1.17.8-1 1.18.0-1; do
+fake_ctk() { # fake_ctk PACKAGE_DIR VERSION: the fake nvidia-ctk and the refresh units
+  local dir=$1 version=$2
+  mkdir -p "$dir/usr/bin" "$dir/lib/systemd/system"
+  {
+    printf '#!/bin/sh\n# TEST FIXTURE: fake nvidia-ctk (tfs-fleet molecule); no NVIDIA software.\n'
+    printf 'case "$1" in\n'
+    printf '  --version) echo "NVIDIA Container Toolkit CLI version %s (TEST FIXTURE)" ;;\n' "${version%-*}"
+    printf '  cdi)\n    [ "$2" = generate ] || exit 2\n    out=/dev/stdout\n'
+    printf '    for arg in "$@"; do case "$arg" in --output=*) out=${arg#--output=} ;; esac; done\n'
+    printf '    mkdir -p "$(dirname "$out")"\n'
+    printf "    printf '%%s\\\\n' '---' 'cdiVersion: 0.5.0' 'kind: nvidia.com/gpu' 'devices:' \\\\\n"
+    printf "      '- name: all' '  containerEdits:' '    env: [TFSF_FIXTURE_CDI=all]' >\"\$out\"\n"
+    printf '    ;;\n  *) exit 2 ;;\nesac\n'
+  } >"$dir/usr/bin/nvidia-ctk"
+  chmod 0755 "$dir/usr/bin/nvidia-ctk"
+  printf '%s\n' '# TEST FIXTURE unit (upstream name)' '[Unit]' 'Description=fixture CDI refresh trigger' \
+    '[Path]' 'PathChanged=/usr/bin/nvidia-ctk' '[Install]' 'WantedBy=multi-user.target' \
+    >"$dir/lib/systemd/system/nvidia-cdi-refresh.path"
+  printf '%s\n' '# TEST FIXTURE unit (upstream name)' '[Unit]' 'Description=fixture CDI refresh' \
+    '[Service]' 'Type=oneshot' 'ExecStart=/usr/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml' \
+    '[Install]' 'WantedBy=multi-user.target' >"$dir/lib/systemd/system/nvidia-cdi-refresh.service"
+}
+
+for v in 1.18.2-1 1.19.0-1; do
   build libnvidia-container1 "$v" ""
   build libnvidia-container-tools "$v" "libnvidia-container1 (>= $v)"
   build nvidia-container-toolkit-base "$v" ""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-VERSION = "1.17.8-1"
+VERSION = "1.18.2-1"
 TOOLKIT = [
     "nvidia-container-toolkit",
     "nvidia-container-toolkit-base",
@@ -24,9 +24,9 @@ PREFERENCES = "/etc/apt/preferences.d/tfs-fleet-nvidia-container-toolkit"
 def test_toolkit_packages_pinned_below_newer_release(host, name):
     package = host.package(name)
     assert package.is_installed
-    assert package.version == VERSION  # the fixture repository also offers 1.18.0-1
+    assert package.version == VERSION  # the fixture repository also offers 1.19.0-1
     policy = host.check_output(f"apt-cache policy {name}")
-    assert "1.18.0-1" in policy
+    assert "1.19.0-1" in policy
     assert f"Candidate: {VERSION}" in policy
 
 
@@ -106,5 +106,37 @@ def test_handlers_restarted_docker_then_the_serving_container(host):
     assert docker_started >= prepared  # the restart handler ran during converge
     state = json.loads(host.check_output("docker inspect tfserving"))[0]
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "no"  # docker would not restart it
+    assert state["State"]["Running"] is True
+    assert _docker_time(state["State"]["StartedAt"]) >= docker_started
+
+
+def test_cdi_spec_generated_by_nvidia_ctk(host):
+    spec = host.file("/var/run/cdi/nvidia.yaml")
+    assert spec.exists
+    assert "kind: nvidia.com/gpu" in spec.content_string
+
+
+def test_cdi_refresh_units_enabled(host):
+    assert host.service("nvidia-cdi-refresh.path").is_enabled
+    assert host.service("nvidia-cdi-refresh.path").is_running
+    assert host.service("nvidia-cdi-refresh.service").is_enabled
+
+
+def test_gpu_access_mode_recorded_for_the_serving_role(host):
+    fact = host.file("/etc/ansible/facts.d/nvidia_container_toolkit.fact").content_string
+    facts = json.loads(fact)
+    engine = facts["docker_version"]
+    assert engine  # Debian 12's docker.io answers
+    # Debian 12 ships Docker 20.10, which has no CDI: the role keeps --gpus there and says so.
+    assert facts["cdi"] is (int(engine.split(".")[0]) >= 25)
+    assert facts["cdi_spec"] == "/var/run/cdi/nvidia.yaml"
+
+
+def test_per_gpu_serving_containers_restarted_too(host):
+    docker_started = _systemd_time(
+        host.check_output("systemctl show docker --property ActiveEnterTimestamp --value")
+    )
+    state = json.loads(host.check_output("docker inspect tfserving-gpu1"))[0]
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "no"
     assert state["State"]["Running"] is True
     assert _docker_time(state["State"]["StartedAt"]) >= docker_started

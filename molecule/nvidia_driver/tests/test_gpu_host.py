@@ -68,3 +68,20 @@ def test_local_facts_record_the_detection(host):
     assert facts["container"] is True
     assert facts["reboot_required"] is False
     assert facts["secure_boot"] in ("enabled", "disabled", "unsupported", "unknown")
+
+
+def test_local_facts_record_the_plan(host):
+    facts = json.loads(host.file("/etc/ansible/facts.d/nvidia_driver.fact").content_string)
+    # H100 on Debian 12's 535 (older than R560): auto keeps the proprietary modules.
+    assert facts["kernel_module"] == "proprietary"
+    assert facts["nvswitch_count"] == 0
+    assert facts["fabric_manager"] is False
+
+
+def test_persistence_mode_is_on_in_the_daemons_unit(host):
+    # The packaged unit passes --no-persistence-mode; the role's drop-in takes it out.
+    exec_start = host.check_output(
+        "systemctl show nvidia-persistenced --property ExecStart --value"
+    )
+    assert "--no-persistence-mode" not in exec_start
+    assert "nvidia-persistenced" in exec_start

@@ -1,7 +1,8 @@
 # Copyright: tfs-fleet contributors
 # Apache-2.0
 """GPU filters: CUDA compatibility (driver -> CUDA, TF Serving -> CUDA, the gate) and parsers
-of nvidia-smi, /proc/driver/nvidia/version and PCI sysfs scans. See docs/gpu.md."""
+of nvidia-smi, /proc/driver/nvidia/version and PCI sysfs scans, and the driver plan (kernel
+module flavour, Fabric Manager, Secure Boot) of nvidia_hardware. See docs/gpu.md."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.tfs_fleet.common.plugins.module_utils import cuda_compat, nvidia_facts
+from ansible_collections.tfs_fleet.common.plugins.module_utils import (
+    cuda_compat,
+    nvidia_facts,
+    nvidia_hardware,
+)
 
 
 def _wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (cuda_compat.CudaCompatError, nvidia_facts.NvidiaParseError) as exc:
+        except (
+            cuda_compat.CudaCompatError,
+            nvidia_facts.NvidiaParseError,
+            nvidia_hardware.NvidiaPlanError,
+        ) as exc:
             raise AnsibleFilterError(f"tfs_fleet.common.{name}: {exc}") from exc
 
     run.__name__ = name
@@ -77,5 +86,11 @@ class FilterModule:
             "nvidia_smi_gpus": nvidia_facts.smi_gpus,
             "nvidia_proc_version": nvidia_facts.proc_driver_version,
             "nvidia_other_branch_packages": nvidia_facts.other_branch_packages,
+            "nvidia_pci_nvswitches": nvidia_hardware.pci_nvswitches,
+            "nvidia_gpu_generation": nvidia_hardware.gpu_generation,
+            "nvidia_proc_kernel_module": nvidia_hardware.proc_kernel_module,
+            "nvidia_driver_plan": nvidia_hardware.driver_plan,
+            "nvidia_gpu_fact": nvidia_hardware.gpu_fact,
+            "nvidia_branch_policy": nvidia_hardware.branch_policy,
         }
         return {name: _wrap(name, func) for name, func in table.items()}

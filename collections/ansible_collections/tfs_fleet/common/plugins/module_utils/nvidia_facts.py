@@ -23,7 +23,8 @@ _MEMORY_RE = re.compile(r"^(\d+)\s*MiB$")
 # Ubuntu's branch-suffixed driver packages (nvidia-driver-535-server, libnvidia-compute-535,
 # nvidia-utils-580) and NVIDIA's cuda-drivers-<branch>; not the container toolkit's packages.
 _BRANCH_PACKAGE_RE = re.compile(
-    r"^(?:(?:lib)?nvidia-[a-z0-9-]*?|cuda-drivers)-(\d{3})(?:-server)?$"
+    r"^(?:(?:lib)?nvidia-[a-z0-9-]*?|cuda-drivers|linux-modules-nvidia)-(\d{3})"
+    r"(?:-server)?(?:-open)?(?:-[a-z][a-z0-9.-]*)?$"
 )
 _PCI_ADDRESS_RE = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _HEX_RE = re.compile(r"^0x[0-9a-f]+$")
