@@ -38,7 +38,11 @@ def test_start_with_labels_fails_without_the_allow_flag(tmp_path: Path) -> None:
     """The production bug: models.config with version_labels and no allow flag."""
     config = labelled_config(tmp_path, {"stable": 1}, [1])
     result = run_cli(
-        [f"--port={free_port()}", f"--rest_api_port={free_port()}", f"--model_config_file={config}"],
+        [
+            f"--port={free_port()}",
+            f"--rest_api_port={free_port()}",
+            f"--model_config_file={config}",
+        ],
         timeout=120,
     )
     assert result.returncode == 1, result.stderr
