@@ -567,7 +567,9 @@ def _scalar(value: Any, as_bytes: bool) -> str:
     raise internal(f"Failed to write JSON value for tensor type: {type(value).__name__}")
 
 
-def _values(array: np.ndarray, as_bytes: bool) -> str:
+def _values(array: Any, as_bytes: bool) -> str:
+    if not isinstance(array, np.ndarray):  # an item of an object array: plain bytes
+        return _scalar(array, as_bytes)
     if array.ndim == 0:
         return _scalar(array[()], as_bytes)
     if array.ndim == 1:  # items of an object array are plain bytes, not 0-d arrays
