@@ -115,10 +115,12 @@ def predict(
     feeds = _predict_feeds(signature, request)
     selected = _output_selection(signature, list(request.output_filter))
     values = servable.run(feeds, [t for _, t in selected], settings.timeout_ms)
+    del feeds  # the inputs' memory is free before the outputs are encoded
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
     for (alias, _), value in zip(selected, values, strict=True):
-        response.outputs[alias].CopyFrom(tensors.to_proto(value, settings.tensor_content))
+        # written in place: a CopyFrom would hold the same bytes twice
+        tensors.to_proto(value, settings.tensor_content, into=response.outputs[alias])
     return response
 
 
