@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from standin_helpers import StandinProcess, free_port, http, raw_http
+from standin_helpers import StandinProcess, free_port, http
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -179,51 +179,60 @@ def test_grpc_string_outputs(served: tuple[StandinProcess, int]) -> None:
 
 
 # ---- every dtype: servables/tensorflow/predict_util_test.cc PredictionSuccess ----------------
-@pytest.mark.parametrize("name", list(DTYPES))
-def test_grpc_every_dtype_in_its_typed_field(served: tuple[StandinProcess, int], name: str) -> None:
+def test_grpc_every_dtype_in_its_typed_field(served: tuple[StandinProcess, int]) -> None:
     """predict_util_test.cc PredictionSuccess (outputs through Tensor::AsProtoField, the
-    default kAsProtoField serialization): each dtype in its own typed field, never
+    default kAsProtoField serialization): every dtype in its own typed field, never
     tensor_content, and the values round-trip."""
     _, port = served
-    dtype, field, _ = DTYPES[name]
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name, request.model_spec.signature_name = "dtypes", name
-    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.array([0, 1, 2, 3], np.int32)))
-    output = stub_for(port).Predict(request, timeout=30).outputs["y"]
-    assert output.dtype == dtype.as_datatype_enum
-    assert not output.tensor_content
-    assert [f.name for f, _ in output.ListFields() if f.name.endswith("_val")] == [field]
+    stub = stub_for(port)
+    wrong = {}
     x = np.array([0, 1, 2, 3])
-    if dtype.is_complex:
-        expected = x - 1j * x
-    elif dtype == tf.bool:
-        expected = x > 1
-    else:
-        expected = x
-    assert np.array_equal(tf.make_ndarray(output).astype(np.asarray(expected).dtype), expected)
+    for name, (dtype, field, _) in DTYPES.items():
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "dtypes", name
+        request.inputs["x"].CopyFrom(tf.make_tensor_proto(x.astype(np.int32)))
+        output = stub.Predict(request, timeout=30).outputs["y"]
+        fields = [f.name for f, _ in output.ListFields() if f.name.endswith("_val")]
+        if dtype.is_complex:
+            expected = x - 1j * x
+        elif dtype == tf.bool:
+            expected = x > 1
+        else:
+            expected = x
+        value = tf.make_ndarray(output).astype(np.asarray(expected).dtype)
+        if output.dtype != dtype.as_datatype_enum or output.tensor_content or fields != [field]:
+            wrong[name] = (
+                f"dtype {output.dtype}, fields {fields}, content {output.tensor_content!r}"
+            )
+        elif not np.array_equal(value, expected):
+            wrong[name] = f"values {value}"
+    assert not wrong, wrong
 
 
-@pytest.mark.parametrize("name", list(DTYPES))
-def test_rest_every_dtype(served: tuple[StandinProcess, int], name: str) -> None:
+def test_rest_every_dtype(served: tuple[StandinProcess, int]) -> None:
     """json_tensor.cc AddSingleValueAndAdvance: the JSON-writable dtypes as numbers/bools, the
     others INVALID_ARGUMENT 'Failed to write JSON value for tensor type: <type>'."""
     server, _ = served
-    _, _, writable = DTYPES[name]
-    status, body = http(
-        "POST",
-        f"{server.url}/v1/models/dtypes:predict",
-        {"signature_name": name, "instances": [0, 1, 2, 3]},
-    )
-    if writable:
-        expected = [False, False, True, True] if name == "bool" else [0, 1, 2, 3]
-        assert status == 200, body
-        assert body["predictions"] == expected  # type: ignore[index]
-    else:
-        type_name = {"float16": "half"}.get(name, name)
-        assert (status, body) == (
-            400,
-            {"error": f"Failed to write JSON value for tensor type: {type_name}"},
+    answers = {}
+    for name in DTYPES:
+        answers[name] = http(
+            "POST",
+            f"{server.url}/v1/models/dtypes:predict",
+            {"signature_name": name, "instances": [0, 1, 2, 3]},
         )
+    expected = {}
+    for name, (_, _, writable) in DTYPES.items():
+        if not writable:
+            type_name = {"float16": "half"}.get(name, name)
+            expected[name] = (
+                400,
+                {"error": f"Failed to write JSON value for tensor type: {type_name}"},
+            )
+        elif name == "bool":
+            expected[name] = (200, {"predictions": [False, False, True, True]})
+        else:
+            expected[name] = (200, {"predictions": [0, 1, 2, 3]})
+    assert answers == expected
 
 
 # ---- request parsing ---------------------------------------------------------------------
@@ -256,7 +265,8 @@ def test_deeply_nested_malformed(conformance_server: StandinProcess) -> None:
 
 def test_verbs_are_case_sensitive(conformance_server: StandinProcess) -> None:
     """http_rest_api_util.cc: the path regex is (?i), but http_rest_api_handler.cc dispatches
-    on method == "predict" exactly, so ':PREDICT' is 'Malformed request'."""
+    on method == "predict" exactly, so ':PREDICT' is 'Malformed request'; then the cases of
+    http_rest_api_handler_test.cc UnsupportedApiCalls."""
     url = f"{conformance_server.url}/v1/models/{MODEL}:PREDICT"
     status, body = http("POST", url, {"instances": [1.0]})
     assert (status, body) == (
@@ -267,10 +277,7 @@ def test_verbs_are_case_sensitive(conformance_server: StandinProcess) -> None:
         "POST", f"{conformance_server.url}/V1/MODELS/{MODEL}:predict", {"instances": [1.0]}
     )
     assert (status, body) == (200, {"predictions": [2.5]})
-
-
-def test_unsupported_api_calls(conformance_server: StandinProcess) -> None:
-    """http_rest_api_handler_test.cc UnsupportedApiCalls."""
+    # http_rest_api_handler_test.cc UnsupportedApiCalls, with the cases above
     url = conformance_server.url
     for method, path in (
         ("GET", "/v1/foo"),
@@ -370,14 +377,3 @@ def test_multi_inference_errors(grpc_channel: grpc.Channel) -> None:
     )
     error = call((MODEL, "nope", regress))
     assert error.details() == "Requested signature not found in model graph: nope"
-
-
-def test_reply_on_a_raw_socket_is_json(conformance_server: StandinProcess) -> None:
-    """Every refused request still gets TF Serving's {"error": ...} body (a check of the raw
-    HTTP helper the robustness tests use)."""
-    status, body = raw_http(
-        conformance_server.rest_port,
-        b"POST /v1/models/x:predict HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
-    )
-    assert status == 404
-    assert body == {"error": "Servable not found for request: Latest(x)"}

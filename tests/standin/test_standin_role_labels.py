@@ -74,14 +74,33 @@ class Fleet:
         state = docker("inspect", "-f", "{{.State.Running}}", self.server, check=False)
         return state.stdout.strip() == "true"
 
-    def label_version(self, label: str) -> str:
+    def label_answer(self, label: str) -> tuple[int, object]:
+        """(status, body) of the metadata through a label; (0, error) while nothing answers."""
         if not self.running():
             raise AssertionError(f"the stand-in exited:\n{self.logs()[-4000:]}")
         try:
-            status, body = http("GET", f"{self.url}/v1/models/{MODEL}/labels/{label}/metadata")
-        except OSError:
-            return ""
+            return http("GET", f"{self.url}/v1/models/{MODEL}/labels/{label}/metadata")
+        except OSError as exc:
+            return 0, repr(exc)
+
+    def label_version(self, label: str) -> str:
+        status, body = self.label_answer(label)
         return body["model_spec"]["version"] if status == 200 else ""  # type: ignore[index]
+
+    def wait_label(self, label: str, version: str, timeout: float, what: str) -> None:
+        answers: list[tuple[int, object]] = []
+
+        def reached() -> bool:
+            answers.append(self.label_answer(label))
+            status, body = answers[-1]
+            return status == 200 and body["model_spec"]["version"] == version  # type: ignore[index]
+
+        try:
+            wait_for(reached, timeout, what, interval=1.0)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\nlast answers: {answers[-3:]}\nserver log:\n{self.logs()[-3000:]}"
+            ) from None
 
 
 def task_output(output: str, name: str) -> str:
@@ -136,7 +155,7 @@ def test_first_deploy_with_labels_starts(fleet: Fleet, image: str) -> None:
     result = fleet.deploy([1, 2], {"stable": 1, "canary": 2})
     assert result.returncode == 0, result.stdout[-4000:]
     fleet.start_server(image)
-    wait_for(lambda: fleet.label_version("canary") == "2", 120, "canary on version 2")
+    fleet.wait_label("canary", "2", 120, "canary on version 2")
     assert fleet.label_version("stable") == "1"
 
 
@@ -145,7 +164,7 @@ def test_rollout_moves_the_canary_label_onto_a_new_version(fleet: Fleet) -> None
     assert result.returncode == 0, result.stdout[-4000:]
     step1 = task_output(result.stdout, "Write models.config, step 1")
     assert "changed: [" in step1, f"the label move must go in two writes:\n{step1}"
-    wait_for(lambda: fleet.label_version("canary") == "3", 60, "canary on version 3")
+    fleet.wait_label("canary", "3", 60, "canary on version 3")
     assert fleet.label_version("stable") == "2"
     assert "failed to ReloadConfig" not in fleet.logs(), fleet.logs()[-4000:]
     again = fleet.deploy([1, 2, 3], {"stable": 2, "canary": 3})
@@ -156,5 +175,5 @@ def test_rollout_moves_the_canary_label_onto_a_new_version(fleet: Fleet) -> None
 
 def test_restart_with_labels(fleet: Fleet) -> None:
     docker("restart", "-t", "10", fleet.server)
-    wait_for(lambda: fleet.label_version("canary") == "3", 120, "canary after the restart")
+    fleet.wait_label("canary", "3", 120, "canary after the restart")
     assert fleet.label_version("stable") == "2"
