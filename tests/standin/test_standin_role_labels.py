@@ -155,7 +155,7 @@ def test_first_deploy_with_labels_starts(fleet: Fleet, image: str) -> None:
     result = fleet.deploy([1, 2], {"stable": 1, "canary": 2})
     assert result.returncode == 0, result.stdout[-4000:]
     fleet.start_server(image)
-    fleet.wait_label("canary", "2", 120, "canary on version 2")
+    fleet.wait_label("canary", "2", 300, "canary on version 2")
     assert fleet.label_version("stable") == "1"
 
 
@@ -175,5 +175,5 @@ def test_rollout_moves_the_canary_label_onto_a_new_version(fleet: Fleet) -> None
 
 def test_restart_with_labels(fleet: Fleet) -> None:
     docker("restart", "-t", "10", fleet.server)
-    fleet.wait_label("canary", "3", 120, "canary after the restart")
+    fleet.wait_label("canary", "3", 300, "canary after the restart")
     assert fleet.label_version("stable") == "2"
