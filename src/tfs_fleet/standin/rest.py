@@ -272,7 +272,7 @@ class _RestServer(ThreadingHTTPServer):
         self.workers = threading.BoundedSemaphore(max(1, threads))
         self.max_connections = int(_env_number("TFS_STANDIN_REST_MAX_CONNECTIONS", 512))
         self.read_timeout_s = _env_number("TFS_STANDIN_REST_READ_TIMEOUT_S", 30.0)
-        self.max_body_bytes = int(_env_number("TFS_STANDIN_MAX_REST_BODY_BYTES", 64 << 20))
+        self.max_body_bytes = int(_env_number("TFS_STANDIN_MAX_REST_BODY_BYTES", 16 << 20))
         self._connections = threading.BoundedSemaphore(max(1, self.max_connections))
         self._deadlines: dict[Any, float] = {}
         self._watch_lock = threading.Lock()
