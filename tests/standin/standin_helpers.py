@@ -154,3 +154,32 @@ def status_states(url: str, model: str) -> dict[int, str]:
     if status != 200 or not isinstance(body, dict):
         return {}
     return {int(v["version"]): v["state"] for v in body["model_version_status"]}
+
+
+def raw_http(port: int, request: bytes, timeout: float = 10.0) -> tuple[int, Any]:
+    """Send raw bytes as one HTTP request; (status, parsed JSON body or text) of the answer.
+    The answer must come within timeout seconds, with a Content-Length body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise AssertionError(f"connection closed without an answer (got {data!r})")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])
+        }
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    status = int(lines[0].split()[1])
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, body.decode(errors="replace")

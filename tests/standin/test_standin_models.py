@@ -135,6 +135,9 @@ def dynamic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dynamic]:
             "--model_config_file_poll_wait_seconds=1",
             "--file_system_poll_wait_seconds=1",
             "--max_num_load_retries=0",
+            # models.config carries a label from the start: TF Serving refuses to start with it
+            # unless this flag is set (server_core.cc sets labels before loading any model).
+            "--allow_version_labels_for_unavailable_models",
             f"--ssl_config_file={ssl}",
         ],
         root / "server.log",

@@ -157,6 +157,7 @@ class ServerCore:
         )
 
     def predict(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+        require_model_spec(request)
         spec = request.model_spec
         return self.call(
             "predict",
@@ -168,6 +169,7 @@ class ServerCore:
         )
 
     def classify(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+        require_model_spec(request)
         spec = request.model_spec
         return self.call(
             "classify",
@@ -179,6 +181,7 @@ class ServerCore:
         )
 
     def regress(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+        require_model_spec(request)
         spec = request.model_spec
         return self.call(
             "regress",
@@ -189,7 +192,20 @@ class ServerCore:
             ),
         )
 
+    def multi_inference(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+        """multi_inference_helper.cc: the model of the first task (an empty spec without one)."""
+        spec = request.tasks[0].model_spec if len(request.tasks) else model_pb2.ModelSpec()
+        return self.call(
+            "MultiInference",
+            entrypoint,
+            spec,
+            lambda: inference.multi_inference(
+                self.manager.resolve(spec), request, self.settings(timeout_ms)
+            ),
+        )
+
     def metadata(self, request: Any, entrypoint: str = "GRPC") -> Any:
+        require_model_spec(request)
         spec = request.model_spec
         return self.call(
             "GetModelMetadata",
@@ -217,6 +233,13 @@ class ServerCore:
                 f'Serving signature name: "{name}" not found in signature def',
             )
         return dict(found.inputs)
+
+
+def require_model_spec(request: Any) -> None:
+    """predict_impl.cc, classification_service.cc, regression_service.cc,
+    get_model_metadata_impl.cc: a request without model_spec."""
+    if not request.HasField("model_spec"):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
 
 
 def add_version_status(response: Any, vs: VersionState) -> None:

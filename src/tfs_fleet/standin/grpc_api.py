@@ -15,7 +15,7 @@ from tensorflow_serving.apis import (
 
 from tfs_fleet.standin import protos
 from tfs_fleet.standin.core import ServerCore
-from tfs_fleet.standin.errors import ServingError, invalid_argument, unimplemented
+from tfs_fleet.standin.errors import ServingError, invalid_argument
 
 log = logging.getLogger("tfs_fleet.standin")
 
@@ -58,7 +58,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return _abort(context, exc)
 
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return _abort(context, unimplemented("MultiInference is not implemented by the stand-in"))
+        try:
+            return self.core.multi_inference(request, _timeout_ms(context))
+        except ServingError as exc:
+            return _abort(context, exc)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -11,6 +11,7 @@ from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
+    inference_pb2,
     input_pb2,
     model_pb2,
     predict_pb2,
@@ -18,7 +19,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfs_fleet.standin import tensors
-from tfs_fleet.standin.errors import failed_precondition, internal, invalid_argument
+from tfs_fleet.standin.errors import failed_precondition, internal, invalid_argument, unimplemented
 from tfs_fleet.standin.servable import Servable
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -114,10 +115,12 @@ def predict(
     feeds = _predict_feeds(signature, request)
     selected = _output_selection(signature, list(request.output_filter))
     values = servable.run(feeds, [t for _, t in selected], settings.timeout_ms)
+    del feeds  # the inputs' memory is free before the outputs are encoded
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
     for (alias, _), value in zip(selected, values, strict=True):
-        response.outputs[alias].CopyFrom(tensors.to_proto(value, settings.tensor_content))
+        # written in place: a CopyFrom would hold the same bytes twice
+        tensors.to_proto(value, settings.tensor_content, into=response.outputs[alias])
     return response
 
 
@@ -138,20 +141,35 @@ def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
     return np.array(items, dtype=object)
 
 
-def _signature_for(servable: Servable, name: str, method: str, kind: str, check: bool) -> object:
+def _find_signature(servable: Servable, name: str) -> tuple[str, object]:
     key = name or DEFAULT_SIGNATURE
     signature = servable.signatures.get(key)
     if signature is None:
         raise invalid_argument(f"No signature was found with the name: {key}")
-    if check and signature.method_name != method:
+    return key, signature
+
+
+def _pre_classify(signature: object, check: bool) -> tuple[str, list[tuple[str, str]]]:
+    """classifier.cc PreProcessClassification: the input tensor and the wanted outputs."""
+    if check and signature.method_name != CLASSIFY_METHOD:  # type: ignore[attr-defined]
         raise invalid_argument(
-            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
+            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: "
+            f"{signature.method_name}"  # type: ignore[attr-defined]
         )
-    if len(signature.inputs) != 1:
+    inputs, outputs = signature.inputs, signature.outputs  # type: ignore[attr-defined]
+    if len(inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
-    if "inputs" not in signature.inputs:
-        raise invalid_argument(f"No {kind} inputs found in SignatureDef: {signature}")
-    return signature
+    if len(outputs) not in (1, 2):
+        raise invalid_argument(f"Expected one or two output Tensors, found {len(outputs)}")
+    if "inputs" not in inputs:
+        raise invalid_argument(f"No classification inputs found in SignatureDef: {signature}")
+    wanted = [(k, outputs[k].name) for k in ("classes", "scores") if k in outputs]
+    if not wanted:
+        raise invalid_argument(
+            'Expected classification signature outputs to contain at least one of "classes" or '
+            f'"scores". Signature was: {signature}'
+        )
+    return inputs["inputs"].name, wanted
 
 
 def _check_classify_output(
@@ -169,33 +187,10 @@ def _check_classify_output(
         )
 
 
-def classify(
-    servable: Servable, request: classification_pb2.ClassificationRequest, settings: RunSettings
-) -> classification_pb2.ClassificationResponse:
-    signature = _signature_for(
-        servable,
-        request.model_spec.signature_name,
-        CLASSIFY_METHOD,
-        "classification",
-        settings.method_name_check,
-    )
-    outputs = signature.outputs  # type: ignore[attr-defined]
-    if len(outputs) not in (1, 2):
-        raise invalid_argument(f"Expected one or two output Tensors, found {len(outputs)}")
-    wanted = [k for k in ("classes", "scores") if k in outputs]
-    if not wanted:
-        raise invalid_argument(
-            'Expected classification signature outputs to contain at least one of "classes" or '
-            f'"scores". Signature was: {signature}'
-        )
-    examples = serialized_examples(request.input)
-    values = servable.run(
-        {signature.inputs["inputs"].name: examples},  # type: ignore[attr-defined]
-        [outputs[k].name for k in wanted],
-        settings.timeout_ms,
-    )
-    found = dict(zip(wanted, values, strict=True))
-    n = len(examples)
+def _post_classify(
+    found: dict[str, np.ndarray], n: int, result: classification_pb2.ClassificationResult
+) -> None:
+    """classifier.cc PostProcessClassificationResult."""
     classes, scores = found.get("classes"), found.get("scores")
     if classes is not None:
         _check_classify_output(classes, "classes", "DT_STRING", classes.dtype == object, n)
@@ -207,42 +202,40 @@ def classify(
             f"Got {classes.shape[1]} vs. {scores.shape[1]}"
         )
     num_classes = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
-    response = classification_pb2.ClassificationResponse()
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
     for i in range(n):
-        row = response.result.classifications.add()
+        row = result.classifications.add()
         for c in range(num_classes):
             cls = row.classes.add()
             if classes is not None:
                 cls.label = bytes(classes[i, c]).decode("utf-8", "replace")
             if scores is not None:
                 cls.score = float(scores[i, c])
-    return response
 
 
-def regress(
-    servable: Servable, request: regression_pb2.RegressionRequest, settings: RunSettings
-) -> regression_pb2.RegressionResponse:
-    signature = _signature_for(
-        servable,
-        request.model_spec.signature_name,
-        REGRESS_METHOD,
-        "regression",
-        settings.method_name_check,
-    )
-    outputs = signature.outputs  # type: ignore[attr-defined]
+def _pre_regress(signature: object, check: bool) -> tuple[str, list[tuple[str, str]]]:
+    """regressor.cc PreProcessRegression."""
+    if check and signature.method_name != REGRESS_METHOD:  # type: ignore[attr-defined]
+        raise invalid_argument(
+            f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: "
+            f"{signature.method_name}"  # type: ignore[attr-defined]
+        )
+    inputs, outputs = signature.inputs, signature.outputs  # type: ignore[attr-defined]
+    if len(inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
     if len(outputs) != 1:
         raise invalid_argument("Expected one output Tensor.")
+    if "inputs" not in inputs:
+        raise invalid_argument(f"No regression inputs found in SignatureDef: {signature}")
     if "outputs" not in outputs:
         raise invalid_argument(f"No regression outputs found in SignatureDef: {signature}")
-    examples = serialized_examples(request.input)
-    (value,) = servable.run(
-        {signature.inputs["inputs"].name: examples},  # type: ignore[attr-defined]
-        [outputs["outputs"].name],
-        settings.timeout_ms,
-    )
-    n = len(examples)
+    return inputs["inputs"].name, [("outputs", outputs["outputs"].name)]
+
+
+def _post_regress(
+    found: dict[str, np.ndarray], n: int, result: regression_pb2.RegressionResult
+) -> None:
+    """regressor.cc PostProcessRegressionResult."""
+    value = found["outputs"]
     if not (value.ndim == 1 or (value.ndim == 2 and value.shape[1] == 1)):
         raise invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but got "
@@ -254,11 +247,104 @@ def regress(
         )
     if value.dtype != np.float32:
         raise invalid_argument(f"Expected output Tensor of DT_FLOAT.  Got: {value.dtype}")
-    response = regression_pb2.RegressionResponse()
-    name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-    fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
     for v in value.ravel():
-        response.result.regressions.add(value=float(v))
+        result.regressions.add(value=float(v))
+
+
+def _run_examples(
+    servable: Servable,
+    model_input: input_pb2.Input,
+    input_names: set[str],
+    output_names: list[str],
+    settings: RunSettings,
+) -> tuple[dict[str, np.ndarray], int]:
+    """util.cc PerformOneShotTensorComputation: the serialized examples fed to every input."""
+    examples = serialized_examples(model_input)
+    values = servable.run(
+        {name: examples for name in sorted(input_names)}, output_names, settings.timeout_ms
+    )
+    return dict(zip(output_names, values, strict=True)), len(examples)
+
+
+def classify(
+    servable: Servable, request: classification_pb2.ClassificationRequest, settings: RunSettings
+) -> classification_pb2.ClassificationResponse:
+    name, signature = _find_signature(servable, request.model_spec.signature_name)
+    input_name, wanted = _pre_classify(signature, settings.method_name_check)
+    by_name, n = _run_examples(
+        servable, request.input, {input_name}, [t for _, t in wanted], settings
+    )
+    response = classification_pb2.ClassificationResponse()
+    fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
+    _post_classify({k: by_name[t] for k, t in wanted}, n, response.result)
+    return response
+
+
+def regress(
+    servable: Servable, request: regression_pb2.RegressionRequest, settings: RunSettings
+) -> regression_pb2.RegressionResponse:
+    name, signature = _find_signature(servable, request.model_spec.signature_name)
+    input_name, wanted = _pre_regress(signature, settings.method_name_check)
+    by_name, n = _run_examples(
+        servable, request.input, {input_name}, [t for _, t in wanted], settings
+    )
+    response = regression_pb2.RegressionResponse()
+    fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
+    _post_regress({k: by_name[t] for k, t in wanted}, n, response.result)
+    return response
+
+
+def multi_inference(
+    servable: Servable, request: inference_pb2.MultiInferenceRequest, settings: RunSettings
+) -> inference_pb2.MultiInferenceResponse:
+    """multi_inference.cc TensorFlowMultiInferenceRunner::Infer: classify and regress tasks of
+    one model in one session run over the same examples."""
+    model_name = ""
+    seen: set[str] = set()
+    inputs: set[str] = set()
+    outputs: list[str] = []
+    plans = []
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = task.model_spec.name
+        elif model_name != task.model_spec.name:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        key = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if key in seen:
+            raise invalid_argument(f"Duplicate evaluation of signature: {key}")
+        seen.add(key)
+        signature = servable.signatures.get(key)
+        if signature is None:
+            raise invalid_argument(f"Requested signature not found in model graph: {key}")
+        if task.method_name == CLASSIFY_METHOD:
+            input_name, wanted = _pre_classify(signature, settings.method_name_check)
+        elif task.method_name == REGRESS_METHOD:
+            input_name, wanted = _pre_regress(signature, settings.method_name_check)
+        else:
+            raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        inputs.add(input_name)
+        outputs.extend(t for _, t in wanted if t not in outputs)
+        plans.append((task, wanted))
+    outputs.sort()
+    by_name, n = _run_examples(servable, request.input, inputs, outputs, settings)
+    response = inference_pb2.MultiInferenceResponse()
+    for task, wanted in plans:
+        result = response.results.add()
+        found = {k: by_name[t] for k, t in wanted}
+        if task.method_name == CLASSIFY_METHOD:
+            _post_classify(found, n, result.classification_result)
+        else:
+            _post_regress(found, n, result.regression_result)
+        fill_model_spec(
+            result.model_spec,
+            task.model_spec.name,
+            servable.version,
+            task.model_spec.signature_name or DEFAULT_SIGNATURE,
+        )
     return response
 
 

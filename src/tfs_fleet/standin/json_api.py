@@ -11,7 +11,10 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from json.scanner import NUMBER_RE  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
@@ -47,8 +50,118 @@ def type_name(dtype: int) -> str:
 
 
 def debug_string(value: Any) -> str:
-    text = json.dumps(value, separators=(", ", ": "))
-    return text if len(text) <= _DEBUG_LIMIT else text[:_DEBUG_LIMIT]
+    """The first 256 characters of the value as JSON, without recursion (any depth)."""
+    out: list[str] = []
+    size = 0
+    stack: list[Any] = [value]
+    while stack and size <= _DEBUG_LIMIT:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            piece = item.text
+        elif isinstance(item, list):
+            piece = "["
+            stack.append(_Token("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Token(", "))
+        elif isinstance(item, dict):
+            piece = "{"
+            stack.append(_Token("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, sub = entries[index]
+                stack.append(sub)
+                stack.append(_Token(json.dumps(str(key)) + ": "))
+                if index:
+                    stack.append(_Token(", "))
+        else:
+            piece = json.dumps(item)
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)[:_DEBUG_LIMIT]
+
+
+class _Token:
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_LITERALS = {"true": True, "false": False, "null": None, "NaN": math.nan}
+_LITERALS.update({"Infinity": math.inf, "-Infinity": -math.inf})
+
+
+def _iterative_decode(text: str, index: int) -> tuple[Any, int]:
+    """A JSON value at text[index:], parsed with an explicit stack (rapidjson's
+    kParseIterativeFlag): any nesting depth. Used when Python's recursive parser gives up."""
+    stack: list[list[Any]] = []  # [container, pending key]
+
+    def key_at(i: int) -> tuple[str, int]:
+        if not text.startswith('"', i):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, i)
+        key, i = scanstring(text, i + 1)
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        if not text.startswith(":", i):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, i)
+        return key, _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+
+    i = _WS.match(text, index).end()  # type: ignore[union-attr]
+    while True:
+        char = text[i : i + 1]
+        if char in ("[", "{"):
+            closer = "]" if char == "[" else "}"
+            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            if text.startswith(closer, i):
+                value: Any = [] if char == "[" else {}
+                i += 1
+            elif char == "[":
+                stack.append([[], None])
+                continue
+            else:
+                key, i = key_at(i)
+                stack.append([{}, key])
+                continue
+        elif char == '"':
+            value, i = scanstring(text, i + 1)
+        else:
+            number = NUMBER_RE.match(text, i)
+            if number is not None:
+                integer, fraction, exponent = number.groups()
+                if fraction or exponent:
+                    value = float(integer + (fraction or "") + (exponent or ""))
+                else:
+                    value = int(integer)
+                i = number.end()
+            else:
+                for literal, literal_value in _LITERALS.items():
+                    if text.startswith(literal, i):
+                        value, i = literal_value, i + len(literal)
+                        break
+                else:
+                    raise json.JSONDecodeError("Expecting value", text, i)
+        while True:  # attach the value; close finished containers
+            if not stack:
+                return value, i
+            container, key = stack[-1]
+            if isinstance(container, list):
+                container.append(value)
+            else:
+                container[key] = value
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if text.startswith(",", i):
+                i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+                if isinstance(container, dict):
+                    stack[-1][1], i = key_at(i)
+                break
+            closer = "]" if isinstance(container, list) else "}"
+            if not text.startswith(closer, i):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
+            i += 1
+            stack.pop()
+            value = container
 
 
 def json_type(value: Any) -> str:
@@ -63,17 +176,33 @@ def json_type(value: Any) -> str:
     return "Array" if isinstance(value, list) else "Object"
 
 
+_DECODER = json.JSONDecoder()
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
+    """json_tensor.cc ParseJson: rapidjson with kParseStopWhenDoneFlag (bytes after the first
+    value are ignored), kParseNanAndInfFlag and kParseIterativeFlag (no nesting limit there;
+    Python's parser has one, which answers INVALID_ARGUMENT instead of a crash)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
-        doc = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise invalid_argument(
             f"JSON Parse error: Invalid encoding in string. at offset: {exc.start}"
         ) from exc
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    if start == len(text):
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        doc, _end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as exc:
         raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from exc
+    except RecursionError:
+        try:
+            doc, _end = _iterative_decode(text, start)
+        except json.JSONDecodeError as exc:
+            raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from exc
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
@@ -438,14 +567,34 @@ def _scalar(value: Any, as_bytes: bool) -> str:
     raise internal(f"Failed to write JSON value for tensor type: {type(value).__name__}")
 
 
-def _values(array: np.ndarray, as_bytes: bool) -> str:
+def _values(array: Any, as_bytes: bool) -> str:
+    if not isinstance(array, np.ndarray):  # an item of an object array: plain bytes
+        return _scalar(array, as_bytes)
     if array.ndim == 0:
         return _scalar(array[()], as_bytes)
+    if array.ndim == 1:  # items of an object array are plain bytes, not 0-d arrays
+        return "[" + ", ".join(_scalar(v, as_bytes) for v in array) + "]"
     return "[" + ", ".join(_values(sub, as_bytes) for sub in array) + "]"
 
 
 def _as_bytes(name: str, array: np.ndarray) -> bool:
+    """json_tensor.cc IsNamedTensorBytes: DT_STRING outputs whose name ends in _bytes."""
     return array.dtype == object and name.endswith("_bytes")
+
+
+# json_tensor.cc AddSingleValueAndAdvance writes these dtypes; others are INVALID_ARGUMENT
+# "Failed to write JSON value for tensor type: <DataTypeString>".
+_JSON_KINDS = {"f4", "f8", "i4", "i2", "i1", "u1", "O", "i8", "b1", "u4", "u8"}
+_DATA_TYPE_STRING = {"f2": "half", "u2": "uint16", "c8": "complex64", "c16": "complex128"}
+
+
+def check_json_dtype(array: np.ndarray) -> None:
+    code = f"{array.dtype.kind}{array.dtype.itemsize}" if array.dtype != object else "O"
+    if array.dtype.name == "bfloat16":
+        code = "bfloat16"
+    if code not in _JSON_KINDS:
+        name = _DATA_TYPE_STRING.get(code, array.dtype.name)
+        raise invalid_argument(f"Failed to write JSON value for tensor type: {name}")
 
 
 def predict_answer(outputs: dict[str, np.ndarray], fmt: str) -> str:
@@ -453,6 +602,8 @@ def predict_answer(outputs: dict[str, np.ndarray], fmt: str) -> str:
         raise invalid_argument("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
     many = len(names) > 1
+    for name in names:
+        check_json_dtype(outputs[name])
     if fmt == COLUMNAR:
         parts = [
             (f"{json.dumps(n)}: " if many else "") + _values(outputs[n], _as_bytes(n, outputs[n]))

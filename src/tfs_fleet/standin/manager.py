@@ -48,7 +48,6 @@ class VersionState:
 class ModelEntry:
     config: model_server_config_pb2.ModelConfig
     versions: dict[int, VersionState] = field(default_factory=dict)
-    labels: dict[str, int] = field(default_factory=dict)
     configured: bool = True
 
 
@@ -90,27 +89,84 @@ def aspired_versions(config: model_server_config_pb2.ModelConfig, on_disk: dict[
     return set(sorted(on_disk, reverse=True)[:count])
 
 
+TENSORFLOW_PLATFORM = "tensorflow"
+
+
+def model_platform(model: model_server_config_pb2.ModelConfig) -> str:
+    """The platform of a model (server_core.cc GetPlatform), INVALID_ARGUMENT when unusable."""
+    if model.model_type != model_server_config_pb2.MODEL_TYPE_UNSPECIFIED:
+        log.warning(
+            "Deprecated ModelServerConfig::model_type field used. Prefer "
+            "ModelServerConfig::model_platform."
+        )
+        if model.model_platform:
+            raise invalid_argument(
+                "Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                f"ModelServerConfig::model_platform, model name is {model.name}"
+            )
+        if model.model_type != model_server_config_pb2.TENSORFLOW:
+            raise invalid_argument(
+                f"ModelServerConfig::model_type choice {model.model_type} not supported."
+            )
+        return TENSORFLOW_PLATFORM
+    if not model.model_platform:
+        raise invalid_argument(
+            "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+            f"ModelServerConfig::model_platform, model name is {model.name}"
+        )
+    return model.model_platform
+
+
+def uri_is_relative_path(uri: str) -> bool:
+    """server_core.cc UriIsRelativePath: no scheme, no host and not an absolute path."""
+    return "://" not in uri and not uri.startswith("/")
+
+
 def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
-    """ServerCore's checks on a ModelServerConfig, raised before anything changes."""
-    if config.WhichOneof("config") != "model_config_list":
+    """server_core.cc ValidateModelConfigList (unique names, absolute base paths)."""
+    kind = config.WhichOneof("config")
+    if kind is None:
+        return
+    if kind != "model_config_list":
         raise invalid_argument(
             "ServerModelConfig type not supported: only model_config_list is supported"
         )
     seen: set[str] = set()
     for model in config.model_config_list.config:
-        if not model.name:
-            raise invalid_argument('a model_config_list entry has no name: set name: "..."')
         if model.name in seen:
             raise invalid_argument(
                 f"Illegal to list model {model.name} multiple times in config list"
             )
         seen.add(model.name)
-        if not model.base_path:
-            raise invalid_argument(f'model {model.name} has no base_path: set base_path: "/..."')
-        if model.model_platform not in ("", "tensorflow"):
+    for model in config.model_config_list.config:
+        if uri_is_relative_path(model.base_path):
             raise invalid_argument(
-                f"Model {model.name} requests unsupported platform {model.model_platform} "
-                '(the stand-in serves model_platform "tensorflow" only)'
+                f"Expected model {model.name} to have an absolute path or URI; got "
+                f"base_path()={model.base_path}"
+            )
+
+
+def validate_platforms(config: model_server_config_pb2.ModelServerConfig) -> None:
+    """server_core.cc CreateStoragePathRoutes: every model has a platform this server serves."""
+    for model in config.model_config_list.config:
+        platform = model_platform(model)
+        if platform != TENSORFLOW_PLATFORM:
+            raise invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
+
+
+def validate_no_platform_change(
+    old: model_server_config_pb2.ModelServerConfig, new: model_server_config_pb2.ModelServerConfig
+) -> None:
+    """server_core.cc ValidateNoModelsChangePlatforms."""
+    before = {m.name: model_platform(m) for m in old.model_config_list.config}
+    for model in new.model_config_list.config:
+        if model.name not in before:
+            continue
+        platform = model_platform(model)
+        if platform != before[model.name]:
+            raise invalid_argument(
+                f"Illegal to change a model's platform. For model {model.name} platform was "
+                f"{before[model.name]} and new platform requested is {platform}"
             )
 
 
@@ -123,12 +179,15 @@ class ModelManager:
         max_retries: int = 5,
         retry_interval_s: float = 60.0,
         allow_unavailable_labels: bool = False,
+        force_allow_unavailable_labels: bool = False,
         on_event: Callable[[str, int, str, ServingError | None], None] | None = None,
     ) -> None:
         self._loader = loader
         self._max_retries = max(0, max_retries)
         self._retry_interval_s = max(0.0, retry_interval_s)
         self._allow_unavailable_labels = allow_unavailable_labels
+        self._force_allow_unavailable_labels = force_allow_unavailable_labels
+        self._labels: dict[str, dict[str, int]] = {}
         self._on_event = on_event
         self._models: dict[str, ModelEntry] = {}
         self._state_lock = threading.RLock()
@@ -140,12 +199,32 @@ class ModelManager:
     def apply_config(
         self, config: model_server_config_pb2.ModelServerConfig, poll_wait_s: float
     ) -> None:
-        """Serve exactly the models of config; wait until every new model has a version
-        available (or fails); then set version labels. Raises ServingError on failure.
-        Like TF Serving, it waits as long as a new model has no version on disk, polling."""
-        validate_config(config)
-        wanted = {m.name: m for m in config.model_config_list.config}
+        """ServerCore::ReloadConfig: validate, take the config, set the version labels (before
+        any model of this config loads, as server_core.cc does), then add/update the models and
+        wait until every new model has a version available (or fails). Like TF Serving, it
+        waits as long as a new model has no version on disk, polling. Raises ServingError."""
         with self._reconcile_lock:
+            old_kind = self.current_config.WhichOneof("config")
+            new_kind = config.WhichOneof("config")
+            is_first = old_kind is None
+            is_same = config == self.current_config
+            if not (is_first or is_same or old_kind == new_kind == "model_config_list"):
+                raise failed_precondition(
+                    "Cannot transition to requested config. It is only legal to transition from "
+                    "one ModelConfigList to another."
+                )
+            if new_kind is None:
+                log.info("Taking no action for empty config.")
+                return
+            validate_config(config)
+            if old_kind == "model_config_list":
+                validate_no_platform_change(self.current_config, config)
+            self.current_config = model_server_config_pb2.ModelServerConfig()
+            self.current_config.CopyFrom(config)
+            self._update_label_map(config)
+            log.info("Adding/updating models.")
+            validate_platforms(config)
+            wanted = {m.name: m for m in config.model_config_list.config}
             new_models: list[str] = []
             with self._state_lock:
                 for name, entry in self._models.items():
@@ -163,10 +242,30 @@ class ModelManager:
             for name in list(self._models):
                 self._reconcile(name)
         self._wait_available(new_models, poll_wait_s)
-        with self._reconcile_lock:
-            self._set_labels(wanted)
-            self.current_config = model_server_config_pb2.ModelServerConfig()
-            self.current_config.CopyFrom(config)
+        log.info("Finished adding/updating models")
+
+    def _update_label_map(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """ServerCore::UpdateModelVersionLabelMap: a label may name only an AVAILABLE version,
+        unless --allow_version_labels_for_unavailable_models is set and the label is new or
+        keeps its version; force_allow (not a flag of TF Serving's binary) allows any."""
+        new_map: dict[str, dict[str, int]] = {}
+        for model in config.model_config_list.config:
+            entry = self._models.get(model.name)
+            versions = entry.versions if entry is not None else {}
+            for label, version in model.version_labels.items():
+                allow = self._force_allow_unavailable_labels
+                if not allow and self._allow_unavailable_labels:
+                    existing = self._labels.get(model.name, {}).get(label)
+                    allow = existing is None or existing == version
+                state = versions.get(version)
+                if not allow and (state is None or state.state != AVAILABLE):
+                    raise failed_precondition(
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        "which is not currently available for inference"
+                    )
+                new_map.setdefault(model.name, {})[label] = version
+        with self._state_lock:
+            self._labels = new_map
 
     def _wait_available(self, names: list[str], poll_wait_s: float) -> None:
         pending = list(names)
@@ -204,23 +303,6 @@ class ModelManager:
                 for name in pending:
                     if self._models[name].configured:
                         self._reconcile(name)
-
-    def _set_labels(self, wanted: dict[str, model_server_config_pb2.ModelConfig]) -> None:
-        new_labels: dict[str, dict[str, int]] = {}
-        for name, model in wanted.items():
-            labels = dict(model.version_labels)
-            for _label, version in labels.items():
-                state = self._models[name].versions.get(version)
-                available = state is not None and state.state == AVAILABLE
-                if not available and not self._allow_unavailable_labels:
-                    raise failed_precondition(
-                        f"Request to assign label to version {version} of model {name}, which is "
-                        "not currently available for inference"
-                    )
-            new_labels[name] = labels
-        with self._state_lock:
-            for name, labels in new_labels.items():
-                self._models[name].labels = labels
 
     # ---- polling ---------------------------------------------------------------------------
     def poll_once(self) -> None:
@@ -357,12 +439,7 @@ class ModelManager:
             configured = entry is not None and entry.configured
             choice = spec.WhichOneof("version_choice")
             if choice == "version_label":
-                labels = entry.labels if configured else {}  # type: ignore[union-attr]
-                if spec.version_label not in labels:
-                    raise invalid_argument(
-                        f"Unrecognized servable version label: {spec.version_label}"
-                    )
-                version: int | None = labels[spec.version_label]
+                version: int | None = self.resolve_label(spec.name, spec.version_label)
             elif choice == "version":
                 version = spec.version.value
             else:
@@ -374,6 +451,20 @@ class ModelManager:
                     return ready[pick].servable  # type: ignore[return-value]
         request = f"Latest({spec.name})" if version is None else f"Specific({spec.name}, {version})"
         raise not_found(f"Servable not found for request: {request}")
+
+    def resolve_label(self, name: str, label: str) -> int:
+        """The version a label names (ServerCore::GetModelVersionForLabel)."""
+        with self._state_lock:
+            version = self._labels.get(name, {}).get(label)
+        if version is None:
+            raise invalid_argument(f"Unrecognized servable version label: {label}")
+        return version
+
+    def versions_of(self, name: str) -> dict[int, str]:
+        """{version: state} of a model (empty when unknown)."""
+        with self._state_lock:
+            entry = self._models.get(name)
+            return {v: s.state for v, s in entry.versions.items()} if entry is not None else {}
 
     def status(self, spec: model_pb2.ModelSpec) -> list[VersionState]:
         """Version states, newest first (GetModelStatusImpl); version labels are ignored."""

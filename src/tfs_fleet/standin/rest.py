@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import socket
 import threading
-from concurrent import futures
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -83,6 +86,8 @@ class RestApi:
             return 200, self._process(method, path, body)
         except ServingError as exc:
             return exc.http_status, json_api.error_body(exc.message)
+        except RecursionError:
+            return 400, json_api.error_body("JSON Value nesting is too deep for the stand-in")
 
     def _process(self, method: str, path: str, body: bytes) -> str:
         malformed = invalid_argument(f"Malformed request: {method} {path}")
@@ -92,7 +97,11 @@ class RestApi:
                 raise malformed
             name, version, label, verb = match.groups()
             spec = _model_spec(name, version, label)
-            return getattr(self, f"_{verb.lower()}")(spec, body)
+            # The path regex ignores case, the dispatch does not (http_rest_api_handler.cc):
+            # ":PREDICT" matches and then falls through to "Malformed request".
+            if verb not in ("classify", "regress", "predict"):
+                raise malformed
+            return getattr(self, f"_{verb}")(spec, body)
         if method == "GET":
             match = STATUS_RE.fullmatch(path)
             if not match:
@@ -101,7 +110,7 @@ class RestApi:
             if not name:
                 raise invalid_argument("Missing model name in request.")
             spec = _model_spec(name, version, label)
-            return self._metadata(spec) if sub else self._status(spec)
+            return self._metadata(spec) if sub == "metadata" else self._status(spec)
         raise malformed
 
     def _status(self, spec: model_pb2.ModelSpec) -> str:
@@ -144,19 +153,54 @@ class RestApi:
         return json_api.regress_answer(response.result.regressions)
 
 
+class _BadRequest(Exception):
+    """A request the HTTP layer refuses before the API sees it (status, message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tfs-fleet-standin"
     api: RestApi
     prometheus_path: str | None
     cors: bool
+    server: _RestServer
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("REST %s", format % args)
 
+    def handle_one_request(self) -> None:
+        # The whole request (the wait for it on a kept-alive connection, its headers and its
+        # body) must arrive before the read deadline, or the connection is closed: idle and
+        # slow (slowloris) clients cost one thread each and never block the others.
+        self.server.watch(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self.connection)
+
     def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return b""
+        text = raw.strip()
+        if not text.isdigit() or not text.isascii():
+            raise _BadRequest(400, f"Invalid Content-Length header: {raw!r}")
+        length = int(text)
+        limit = self.server.max_body_bytes
+        if length > limit:
+            raise _BadRequest(
+                413,
+                f"Request body of {length} bytes is over the stand-in's limit of {limit} bytes "
+                "(TFS_STANDIN_MAX_REST_BODY_BYTES)",
+            )
+        data = self.rfile.read(length) if length > 0 else b""
+        if len(data) != length:
+            raise _BadRequest(400, f"Request body ended after {len(data)} of {length} bytes")
+        return data
 
     def _reply(self, status: int, body: str, content_type: str = "application/json") -> None:
         data = body.encode("utf-8")
@@ -167,12 +211,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Access-Control-Allow-Methods", "POST, GET")
             self.send_header("Access-Control-Allow-Headers", "Content-Type")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def _dispatch(self) -> None:
+        try:
+            body = self._body()
+        except _BadRequest as exc:
+            self.close_connection = True  # the rest of the stream cannot be trusted
+            self._reply(exc.status, json_api.error_body(str(exc)))
+            return
+        self.server.unwatch(self.connection)  # the request is in; running it has no deadline
         path = urlsplit(self.path).path
-        body = self._body()
         if self.prometheus_path and path == self.prometheus_path:
             self._reply(200, self.api.core.metrics.render(), "text/plain")
             return
@@ -189,28 +241,77 @@ class _Handler(BaseHTTPRequestHandler):
                     http_status(grpc.StatusCode.FAILED_PRECONDITION), json_api.error_body(error)
                 )
             return
-        status, answer = self.api.handle(self.command, path, body)
+        with self.server.workers:
+            try:
+                status, answer = self.api.handle(self.command, path, body)
+            except Exception as exc:  # never drop a connection without an answer
+                log.exception("REST %s %s failed", self.command, path)
+                status, answer = 500, json_api.error_body(f"{type(exc).__name__}: {exc}")
         self._reply(status, answer)
 
     do_GET = do_POST = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = _dispatch
 
 
-class _PooledHTTPServer(ThreadingHTTPServer):
-    """Requests run on a fixed pool of --rest_api_num_threads threads."""
+def _env_number(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        log.warning("%s=%r is not a number: using %s", name, os.environ.get(name), default)
+        return default
+
+
+class _RestServer(ThreadingHTTPServer):
+    """One thread per connection (up to MAX_CONNECTIONS), --rest_api_num_threads requests
+    running at a time, and a read deadline per request enforced by one reaper thread."""
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type, threads: int) -> None:
-        self._pool = futures.ThreadPoolExecutor(max_workers=max(1, threads))
+        self.workers = threading.BoundedSemaphore(max(1, threads))
+        self.max_connections = int(_env_number("TFS_STANDIN_REST_MAX_CONNECTIONS", 512))
+        self.read_timeout_s = _env_number("TFS_STANDIN_REST_READ_TIMEOUT_S", 30.0)
+        self.max_body_bytes = int(_env_number("TFS_STANDIN_MAX_REST_BODY_BYTES", 16 << 20))
+        self._connections = threading.BoundedSemaphore(max(1, self.max_connections))
+        self._deadlines: dict[Any, float] = {}
+        self._watch_lock = threading.Lock()
         super().__init__(address, handler)
+        threading.Thread(target=self._reap, name="rest-reaper", daemon=True).start()
+
+    def watch(self, conn: Any) -> None:
+        with self._watch_lock:
+            self._deadlines[conn] = time.monotonic() + self.read_timeout_s
+
+    def unwatch(self, conn: Any) -> None:
+        with self._watch_lock:
+            self._deadlines.pop(conn, None)
+
+    def _reap(self) -> None:
+        interval = min(1.0, max(0.05, self.read_timeout_s / 4))
+        while True:
+            time.sleep(interval)
+            now = time.monotonic()
+            with self._watch_lock:
+                late = [c for c, deadline in self._deadlines.items() if deadline <= now]
+                for conn in late:
+                    del self._deadlines[conn]
+            for conn in late:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self._pool.submit(self.process_request_thread, request, client_address)
+        if not self._connections.acquire(blocking=False):
+            log.warning("REST: %d connections open, refusing one more", self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
 
-    def server_close(self) -> None:
-        super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 def prometheus_path(core: ServerCore) -> str | None:
@@ -236,6 +337,6 @@ def start(core: ServerCore, port: int, metrics_path: str | None) -> ThreadingHTT
             "cors": core.options.rest_api_enable_cors_support,
         },
     )
-    server = _PooledHTTPServer(("0.0.0.0", port), handler, core.options.rest_api_num_threads)
+    server = _RestServer(("0.0.0.0", port), handler, core.options.rest_api_num_threads)
     threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
     return server

@@ -20,6 +20,7 @@ from tensorflow.python.client import pywrap_tf_session
 from tensorflow.python.util import deprecation
 
 from tfs_fleet.standin.errors import ServingError, code_from_number
+from tfs_fleet.standin.tensors import as_array
 
 
 @dataclass
@@ -94,7 +95,8 @@ class Servable:
             run_options = config_pb2.RunOptions(timeout_in_ms=timeout_ms)
             options = pywrap_tf_session.TF_NewBufferFromString(run_options.SerializeToString())
         try:
-            return self.session._call_tf_sessionrun(options, feed_map, fetch_list, [], None)
+            values = self.session._call_tf_sessionrun(options, feed_map, fetch_list, [], None)
+            return [as_array(v) for v in values]
         except tf.errors.OpError as exc:
             raise error_from_exception(exc) from exc
         finally:

@@ -14,7 +14,7 @@ from tfs_fleet.standin import BANNER, grpc_api, protos, rest
 from tfs_fleet.standin.core import ServerCore
 from tfs_fleet.standin.errors import ServingError
 from tfs_fleet.standin.flags import Options
-from tfs_fleet.standin.manager import validate_config
+from tfs_fleet.standin.manager import validate_config, validate_platforms
 
 log = logging.getLogger("tfs_fleet.standin")
 
@@ -46,6 +46,8 @@ def check_config_files(core: ServerCore) -> model_server_config_pb2.ModelServerC
     config = core.initial_config()
     try:
         validate_config(config)
+        if config.WhichOneof("config") == "model_config_list":
+            validate_platforms(config)
     except ServingError as exc:
         source = (
             f"--model_config_file {options.model_config_file!r}: "
@@ -57,8 +59,9 @@ def check_config_files(core: ServerCore) -> model_server_config_pb2.ModelServerC
 
 
 class ConfigFilePoller:
-    """Re-reads --model_config_file every N seconds and applies it when it differs from the
-    config being served (as in TF Serving, this also reverts a HandleReloadConfigRequest)."""
+    """Re-reads --model_config_file every N seconds and reloads it, changed or not, as
+    Server::PollFilesystemAndReloadConfig does (so it also reverts a HandleReloadConfigRequest
+    and retries a reload that failed, e.g. a label on a version still loading)."""
 
     def __init__(self, core: ServerCore) -> None:
         self.core = core
@@ -67,15 +70,14 @@ class ConfigFilePoller:
         try:
             config = self.core.read_config_file()
         except protos.ConfigFileError as exc:
-            log.error("model_config_file poll: %s", exc)
+            log.error("Failed to read ModelServerConfig file: %s", exc)
             return
-        if config == self.core.manager.current_config:
-            return
-        log.info("model_config_file changed: reloading %s", self.core.options.model_config_file)
+        if config != self.core.manager.current_config:
+            log.info("model_config_file changed: reloading %s", self.core.options.model_config_file)
         try:
             self.core.apply_config(config)
         except ServingError as exc:
-            log.error("ReloadConfig failed: %s", exc.message)
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc.message)
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
         while not stop.wait(interval_s):
@@ -103,7 +105,7 @@ def run(options: Options, stop: threading.Event | None = None) -> int:
         if exc.code == grpc.StatusCode.CANCELLED:
             log.info("Shutting down before the initial models were available")
             return 0
-        log.error("Failed to start server. Error: %s", exc.message)
+        log.error("Failed to start server. Error: %s: %s", exc.code.name, exc.message)
         return 1
     try:
         grpc_server, addresses = grpc_api.build_server(core)

@@ -1,35 +1,75 @@
-"""TensorProto <-> numpy, writing outputs the way TF Serving does (typed value fields)."""
+"""TensorProto <-> numpy, writing outputs the way TF Serving does (Tensor::AsProtoField: the
+typed value field of every dtype), with memory proportional to the tensor.
+
+Every numeric output is written as one packed field built from the array with numpy (fixed-size
+elements as their bytes, integers as varints encoded in bounded chunks), never as a Python list
+of values. Request tensors in ``tensor_content`` are read without an extra copy.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from tfs_fleet.standin.errors import invalid_argument
 
-_FIELD_BY_DTYPE = {
-    tf.float32: "float_val",
-    tf.float64: "double_val",
-    tf.int32: "int_val",
-    tf.int16: "int_val",
-    tf.int8: "int_val",
-    tf.uint8: "int_val",
-    tf.uint16: "int_val",
-    tf.int64: "int64_val",
-    tf.uint32: "uint32_val",
-    tf.uint64: "uint64_val",
-    tf.bool: "bool_val",
-    tf.string: "string_val",
+# dtype -> (TensorProto field, field number, little-endian packed element format or None for
+# varint fields). tensor.proto numbering.
+_FIELDS: dict[int, tuple[str, int, str | None]] = {
+    types_pb2.DT_FLOAT: ("float_val", 5, "<f4"),
+    types_pb2.DT_DOUBLE: ("double_val", 6, "<f8"),
+    types_pb2.DT_COMPLEX64: ("scomplex_val", 9, "<f4"),
+    types_pb2.DT_COMPLEX128: ("dcomplex_val", 12, "<f8"),
+    types_pb2.DT_INT32: ("int_val", 7, None),
+    types_pb2.DT_INT16: ("int_val", 7, None),
+    types_pb2.DT_INT8: ("int_val", 7, None),
+    types_pb2.DT_UINT8: ("int_val", 7, None),
+    types_pb2.DT_UINT16: ("int_val", 7, None),
+    types_pb2.DT_INT64: ("int64_val", 10, None),
+    types_pb2.DT_BOOL: ("bool_val", 11, None),
+    types_pb2.DT_HALF: ("half_val", 13, None),
+    types_pb2.DT_BFLOAT16: ("half_val", 13, None),
+    types_pb2.DT_UINT32: ("uint32_val", 16, None),
+    types_pb2.DT_UINT64: ("uint64_val", 17, None),
 }
+
+
+_ALIGN = 64
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     """Decode a request TensorProto; a malformed one is INVALID_ARGUMENT naming its alias."""
     try:
+        if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+            dtype = np.dtype(tf.as_dtype(proto.dtype).as_numpy_dtype)
+            shape = [d.size for d in proto.tensor_shape.dim]
+            content = proto.tensor_content
+            if len(content) % dtype.itemsize:
+                raise ValueError(f"tensor_content of {len(content)} bytes is not {dtype}")
+            # A 64-byte aligned copy: TensorFlow then feeds it without copying it again.
+            raw = np.empty(len(content) + _ALIGN, np.uint8)
+            offset = (-raw.ctypes.data) % _ALIGN
+            array = raw[offset : offset + len(content)].view(dtype)
+            array[...] = np.frombuffer(content, dtype=dtype)
+            del content
+            return array.reshape(shape)
         return tf.make_ndarray(proto)
     except (TypeError, ValueError) as exc:
         raise invalid_argument(f"tensor parsing error: {alias}: {exc}") from exc
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A session output as an array (TF returns a scalar string as plain bytes)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, bytes):
+        out = np.empty((), dtype=object)
+        out[()] = value
+        return out
+    return np.asarray(value)
 
 
 def _shape(array: np.ndarray) -> tensor_shape_pb2.TensorShapeProto:
@@ -38,19 +78,82 @@ def _shape(array: np.ndarray) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
-def to_proto(array: np.ndarray, as_content: bool = False) -> tensor_pb2.TensorProto:
-    """Encode an output array: typed fields (TF Serving's default) or tensor_content."""
-    if as_content:
-        return tf.make_tensor_proto(array)
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+_CHUNK = 1 << 18
+_SHIFTS = np.arange(0, 70, 7, dtype=np.uint64)
+_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Protobuf varints of integer values (negatives sign-extended to 64 bits, as int32/int64
+    fields are written), encoded chunk by chunk so that the work memory stays bounded."""
+    parts = []
+    for start in range(0, values.size, _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        u = chunk if chunk.dtype == np.uint64 else chunk.astype(np.int64).view(np.uint64)
+        lengths = 1 + np.searchsorted(_LIMITS, u, side="right")
+        groups = ((u[:, None] >> _SHIFTS) & np.uint64(0x7F)).astype(np.uint8)
+        position = np.arange(10)
+        groups[position < (lengths[:, None] - 1)] |= 0x80
+        parts.append(groups[position < lengths[:, None]].tobytes())
+    return b"".join(parts)
+
+
+def _packed(proto: tensor_pb2.TensorProto, number: int, raw: memoryview) -> None:
+    """Merge one packed repeated field (wire type 2) from raw element bytes, in one piece: the
+    parser then sizes the field once (appending chunks would regrow it inside the arena)."""
+    if not raw.nbytes:
+        return
+    header = _varint(number << 3 | 2) + _varint(raw.nbytes)
+    proto.MergeFromString(b"".join((header, raw)))
+
+
+def to_proto(
+    array: Any, as_content: bool = False, into: tensor_pb2.TensorProto | None = None
+) -> tensor_pb2.TensorProto:
+    """Encode an output: typed fields (TF Serving's default) or tensor_content; written into
+    `into` when given (no copy of a finished proto)."""
+    array = as_array(array)
     dtype = tf.as_dtype(array.dtype)
-    name = _FIELD_BY_DTYPE.get(dtype)
-    if name is None:
-        return tf.make_tensor_proto(array)
-    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum, tensor_shape=_shape(array))
-    flat = array.ravel()
-    if dtype == tf.string:
-        values = [v if isinstance(v, bytes) else str(v).encode() for v in flat]
-        proto.string_val.extend(values)
-    else:
-        getattr(proto, name).extend(flat.tolist())
+    enum = dtype.as_datatype_enum
+    proto = into if into is not None else tensor_pb2.TensorProto()
+    field = _FIELDS.get(enum)
+    if (enum != types_pb2.DT_STRING and field is None) or (
+        as_content and enum == types_pb2.DT_STRING
+    ):
+        proto.CopyFrom(tf.make_tensor_proto(array))  # resource/variant: TensorFlow's encoding
+        return proto
+    proto.dtype = enum
+    proto.tensor_shape.CopyFrom(_shape(array))
+    if as_content:
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+        return proto
+    flat = array.reshape(-1)
+    if enum == types_pb2.DT_STRING:
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+        return proto
+    _name, number, packed = field  # type: ignore[misc]
+    if packed is not None:
+        values = np.ascontiguousarray(flat)
+        if values.dtype.kind == "c":
+            values = values.view(values.real.dtype)
+        raw = np.ascontiguousarray(values, dtype=packed)
+        _packed(proto, number, memoryview(raw).cast("B"))
+        return proto
+    if enum in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        flat = np.ascontiguousarray(flat).view(np.uint16)
+    elif enum == types_pb2.DT_BOOL:
+        flat = flat.astype(np.uint8)
+    _packed(proto, number, memoryview(_varints(flat)))
     return proto
