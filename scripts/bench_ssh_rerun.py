@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             playbook(
-                [str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_state=absent"], project_cfg, 600
+                [str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_state=absent"],
+                project_cfg,
+                600,
             )
 
     runs = results["runs"]  # type: ignore[assignment]
