@@ -17,7 +17,7 @@ import yaml
 from helpers import REPO, ansible_playbook
 
 sys.path.insert(0, str(REPO / "collections"))
-from ansible_collections.tfs_fleet.common.plugins.module_utils import preflight  # noqa: E402
+from ansible_collections.tfs_fleet.common.plugins.module_utils import preflight
 
 INJECTION = "m'; touch /tmp/pwned; echo '"
 
@@ -70,7 +70,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
             "tfserving_per_gpu_port_stride": 0,
         },
         "tfserving_per_gpu_port_stride: 0 is not accepted",
-    ),  # fmt: skip
+    ),
     "stride-one": (
         {
             "tfserving_per_gpu_containers": True,
@@ -78,7 +78,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
             "tfserving_per_gpu_port_stride": 1,
         },
         "tfserving_per_gpu_port_stride: 1 makes the per-GPU containers' ports collide",
-    ),  # fmt: skip
+    ),
     "image-latest": (
         {"tfserving_image_version": "latest"},
         "tfserving_image_version: 'latest' is not accepted",
@@ -102,7 +102,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
             ]
         },
         "tfserving_models_list[m].labels.canary: version 3 is not loaded",
-    ),  # fmt: skip
+    ),
     "model-name-injection": (
         {"tfserving_model_name": INJECTION},
         "tfserving_model_name: \"m'; touch /tmp/pwned; echo '\" is not accepted",
@@ -143,9 +143,13 @@ def failures(output: str) -> dict[str, str]:
 def preflight_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess[str]:
     tmp = tmp_path_factory.mktemp("preflight")
     hosts = {name: hostvars for name, (hostvars, _) in CASES.items()}
-    hosts["all-good"] = {"tfserving_models_list": [{"name": "m", "versions": [1, 2],
-                                                    "version_policy": "all",
-                                                    "labels": {"stable": 1, "canary": 2}}]}  # fmt: skip
+    good = {
+        "name": "m",
+        "versions": [1, 2],
+        "version_policy": "all",
+        "labels": {"stable": 1, "canary": 2},
+    }
+    hosts["all-good"] = {"tfserving_models_list": [good]}
     inventory = write_inventory(tmp / "inventory.yml", hosts)
     return ansible_playbook("playbooks/preflight.yml", inventory, timeout=300)
 

@@ -57,7 +57,7 @@ class ActionModule(ActionBase):
                         raw = trust_as_template(raw)  # the project's own argument spec
                 try:
                     values[name] = self._templar.template(raw)
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:
                     # Depends on what is not known yet (facts, inventory plugins): the role
                     # checks it when it runs.
                     result.setdefault("unchecked", []).append(f"{name}: {err}")
