@@ -20,7 +20,7 @@ description:
   - An existing published version is never replaced. When O(dest) exists and matches the
     manifest, the version counts as published and a leftover staging directory is removed;
     when it does not match (an empty or foreign directory), the module fails and names it.
-  - Refused before anything moves: a staging directory that is a symbolic link, any symbolic
+  - Refused before anything moves - a staging directory that is a symbolic link, any symbolic
     link or special file inside it (a linked directory would be published unverified), a
     manifest that is not JSON or whose entries lack a sha256, and an empty or malformed
     O(manifest_sha256).
