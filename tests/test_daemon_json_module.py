@@ -97,3 +97,104 @@ def test_key_in_settings_and_remove_is_refused(tmp_path: Path) -> None:
     rc, result = run_module({"path": str(path), "settings": {"debug": True}, "remove": ["debug"]})
     assert rc != 0 and "debug" in result["msg"]
     assert not path.exists()
+
+
+MODULE = (
+    REPO / "collections/ansible_collections/tfs_fleet/common/plugins/modules/docker_daemon_json.py"
+)
+
+
+def start_module(args: dict[str, Any], tmp_path: Path, tag: str) -> subprocess.Popen[str]:
+    """Start the module file directly (as Ansible's AnsiballZ would run it), without waiting."""
+    args_file = tmp_path / f"args-{tag}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    return subprocess.Popen(
+        [sys.executable, str(MODULE), str(args_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_twenty_concurrent_merges_keep_every_key_and_the_file_stays_valid(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"foreign": "kept"}')
+    procs = [
+        start_module({"path": str(path), "settings": {f"key-{n}": n}}, tmp_path, str(n))
+        for n in range(20)
+    ]
+    # Read the file while the runs go on: it must parse every time.
+    reads = 0
+    while any(p.poll() is None for p in procs) and reads < 20000:
+        text = path.read_text()
+        json.loads(text)
+        reads += 1
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, (out, err)
+        assert json.loads(out)["changed"] is True
+    config = json.loads(path.read_text())
+    assert config == {"foreign": "kept", **{f"key-{n}": n for n in range(20)}}
+    # No temporary file left behind.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".daemon.json")) == [
+        ".daemon.json.tfs-fleet.lock"
+    ]
+
+
+def test_a_link_at_the_old_temp_name_is_never_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / ".daemon.json.tfs-fleet.tmp").symlink_to(victim)
+    path = tmp_path / "daemon.json"
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
+    assert rc == 0, result
+    assert victim.read_text() == "precious\n"
+    assert json.loads(path.read_text()) == {"debug": True}
+
+
+def test_mode_is_applied_to_a_new_file_and_enforced_on_an_existing_one(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}, "mode": "0600"})
+    assert rc == 0, result
+    assert path.stat().st_mode & 0o7777 == 0o600
+    path.chmod(0o644)
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}, "mode": "0600"})
+    assert rc == 0 and result["changed"] is True
+    assert path.stat().st_mode & 0o7777 == 0o600
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}, "mode": "0600"})
+    assert rc == 0 and result["changed"] is False
+
+
+def test_an_existing_file_keeps_its_mode_when_none_is_asked(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
+    assert rc == 0 and result["changed"] is True
+    assert path.stat().st_mode & 0o7777 == 0o640
+
+
+def test_values_are_compared_with_their_json_types(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true, "max-concurrent-downloads": 3}')
+    rc, result = run_module({"path": str(path), "settings": {"debug": 1}})
+    assert rc == 0 and result["changed"] is True and result["changed_keys"] == ["debug"]
+    assert json.loads(path.read_text())["debug"] == 1
+    assert json.loads(path.read_text())["debug"] is not True
+    rc, result = run_module({"path": str(path), "settings": {"max-concurrent-downloads": 3.0}})
+    assert rc == 0 and result["changed"] is True
+    assert isinstance(json.loads(path.read_text())["max-concurrent-downloads"], float)
+
+
+def test_nan_in_the_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"x": NaN}')
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
+    assert rc != 0
+    assert str(path) in result["msg"] and "NaN" in result["msg"]
+    assert path.read_text() == '{"x": NaN}'
+
+
+def test_a_bad_mode_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}, "mode": "rw"})
+    assert rc != 0 and "mode" in result["msg"]
+    assert not path.exists()

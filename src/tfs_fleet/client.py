@@ -5,10 +5,14 @@ Imports no TensorFlow (see :mod:`tfs_fleet.protos`); cold start is about 0.2 s.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +36,7 @@ from tfs_fleet.tensors import (
 )
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 DEFAULT_SIGNATURE = "serving_default"
 
 # ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
@@ -88,6 +93,48 @@ class RetryPolicy:
         return out
 
 
+def remaining_s(deadline: float | None, timeout_s: float, what: str, target: str) -> float:
+    """Seconds a request may take: its own timeout, cut to what is left before ``deadline``
+    (``time.monotonic()`` based); ServingError(DEADLINE_EXCEEDED) when nothing is left."""
+    if deadline is None:
+        return timeout_s
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ServingError(
+            f"{what} on {target}: the run's deadline has passed", "DEADLINE_EXCEEDED"
+        )
+    return min(timeout_s, left)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """gRPC over TLS: the CA that signed the server's certificate, and for mutual TLS the
+    client's key and certificate (PEM files)."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None  # the name in the server certificate, when not the host
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mutual TLS needs both a client certificate and its key")
+        try:
+            ca = _read_bytes(self.ca_file)
+            cert = _read_bytes(self.cert_file) if self.cert_file else None
+            key = _read_bytes(self.key_file) if self.key_file else None
+        except OSError as exc:
+            raise ValueError(f"TLS file not readable: {exc}") from exc
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def _model_spec(
     spec: Any, name: str, version: int | None, label: str | None, signature: str | None
 ) -> None:
@@ -124,16 +171,26 @@ class GrpcClient:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
+    # time.monotonic() after which no request starts and every request is cut short.
+    deadline: float | None = None
+    tls: TlsConfig | None = None
     _channel: Any = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if ":" not in self.target:
             raise ValueError(f"gRPC target {self.target!r} must be HOST:PORT")
-        options = [
+        options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", int(self.max_message_bytes)),
             ("grpc.max_receive_message_length", int(self.max_message_bytes)),
         ]
-        self._channel = grpc.insecure_channel(self.target, options=options)
+        if self.tls is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            if self.tls.server_name:
+                options.append(("grpc.ssl_target_name_override", self.tls.server_name))
+            self._channel = grpc.secure_channel(
+                self.target, self.tls.credentials(), options=options
+            )
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -158,11 +215,16 @@ class GrpcClient:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         for attempt in range(len(delays) + 1):
             try:
-                return method(request, timeout=timeout)
+                return method(
+                    request, timeout=remaining_s(self.deadline, timeout, what, self.target)
+                )
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < len(delays):
-                    self.sleep(delays[attempt])
+                    pause = delays[attempt]
+                    if self.deadline is not None:
+                        pause = min(pause, max(self.deadline - time.monotonic(), 0.0))
+                    self.sleep(pause)
                     continue
                 details = exc.details() if hasattr(exc, "details") else str(exc)
                 tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -261,31 +323,121 @@ def _version_path(model: str, version: int | None, label: str | None) -> str:
 
 @dataclass
 class RestClient:
-    """TF Serving's REST API on one ``host:port`` (status, metadata, predict)."""
+    """TF Serving's REST API on one ``host:port`` (status, metadata, predict).
+
+    ``timeout_s`` bounds each whole request (connect, send, headers and body), not each socket
+    read: a server that trickles its answer is cut off at the deadline. Answers larger than
+    ``max_response_bytes`` are refused before they are read into memory."""
 
     target: str
     timeout_s: float = 10.0
+    max_response_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    deadline: float | None = None  # time.monotonic() of the whole run's end
 
     def __post_init__(self) -> None:
         if ":" not in self.target:
             raise ValueError(f"REST target {self.target!r} must be HOST:PORT")
         self.base_url = self.target if "://" in self.target else f"http://{self.target}"
+        parts = urllib.parse.urlsplit(self.base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(
+                f"REST target {self.target!r} must be HOST:PORT or http(s)://HOST:PORT"
+            )
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._prefix = parts.path.rstrip("/")
 
     def _request(self, path: str, body: Any = None) -> Any:
         url = self.base_url + path
+        method = "GET" if body is None else "POST"
         data = None if body is None else json.dumps(body).encode("utf-8")
-        req = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
+        budget = remaining_s(self.deadline, self.timeout_s, f"{method} {url}", self.target)
+        end = time.monotonic() + budget
+        status, reason, raw = self._exchange(method, self._prefix + path, data, budget, end, url)
+        text = raw.decode("utf-8", "replace")
+        if status >= 400:
+            raise ServingError(f"{method} {url}: HTTP {status}: {_error_text(text, reason)}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            raise ServingError(f"{req.method} {url}: HTTP {exc.code}: {_error_text(exc)}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise ServingError(f"{url}: {exc}", "UNAVAILABLE") from exc
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ServingError(f"{url}: answer is not JSON: {exc}") from exc
+
+    def _exchange(
+        self, method: str, path: str, data: bytes | None, budget: float, end: float, url: str
+    ) -> tuple[int, str, bytes]:
+        conn: http.client.HTTPConnection
+        if self._scheme == "https":
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=budget, context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=budget)
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        # The watchdog ends a request that is still running at its deadline, whatever
+        # the server does (one byte every second keeps each read inside its own timeout).
+        watchdog = threading.Timer(budget, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            length = resp.getheader("Content-Length")
+            if (
+                length is not None
+                and length.strip().isdigit()
+                and int(length) > self.max_response_bytes
+            ):
+                raise ServingError(
+                    f"{method} {url}: answer of {int(length)} bytes is over the limit of "
+                    f"{self.max_response_bytes} bytes"
+                )
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                left = end - time.monotonic()
+                if left <= 0 or expired.is_set():
+                    raise TimeoutError()
+                if conn.sock is not None:
+                    conn.sock.settimeout(left)
+                chunk = resp.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > self.max_response_bytes:
+                    raise ServingError(
+                        f"{method} {url}: answer is over the limit of "
+                        f"{self.max_response_bytes} bytes"
+                    )
+                chunks.append(chunk)
+            if expired.is_set():
+                raise TimeoutError()
+            return resp.status, str(resp.reason), b"".join(chunks)
+        except ServingError:
+            raise
+        except TimeoutError as exc:
+            raise ServingError(
+                f"{method} {url}: no complete answer within {budget:.3g} s", "DEADLINE_EXCEEDED"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            if expired.is_set():
+                raise ServingError(
+                    f"{method} {url}: no complete answer within {budget:.3g} s",
+                    "DEADLINE_EXCEEDED",
+                ) from exc
+            raise ServingError(f"{url}: {exc}", "UNAVAILABLE") from exc
+        finally:
+            watchdog.cancel()
+            conn.close()
 
     def status(
         self, model: str, *, version: int | None = None, version_label: str | None = None
@@ -355,9 +507,11 @@ def _rows_to_json(instances: Any) -> Any:
     return to_json_value(instances)
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def _error_text(body: str, reason: str) -> str:
     try:
-        body = exc.read().decode("utf-8", "replace")
-        return str(json.loads(body).get("error", body))
-    except (ValueError, AttributeError):
-        return str(exc.reason)
+        doc = json.loads(body)
+    except ValueError:
+        return body[:500] or reason
+    if isinstance(doc, dict) and "error" in doc:
+        return str(doc["error"])
+    return body[:500] or reason

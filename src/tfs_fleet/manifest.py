@@ -82,7 +82,10 @@ class Manifest:
 
     @property
     def signatures(self) -> dict[str, Any]:
-        return dict(self.doc["signatures"])
+        signatures = self.doc["signatures"]
+        if not isinstance(signatures, dict):
+            raise ManifestError(f"{self.path}: 'signatures' must be an object")
+        return dict(signatures)
 
     def golden(self) -> GoldenSample:
         sample = self.doc["sample"]
@@ -94,7 +97,7 @@ class Manifest:
                 rtol=float(sample.get("rtol", 1e-5)),
                 atol=float(sample.get("atol", 1e-6)),
             )
-        except (KeyError, TypeError, TensorCodecError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, TensorCodecError) as exc:
             raise ManifestError(f"{self.path}: bad 'sample' section: {exc}") from exc
 
 
@@ -123,4 +126,5 @@ def load_manifest(path: Path) -> Manifest:
         )
     manifest = Manifest(path, doc)
     manifest.golden()  # fail early on a broken sample section
+    _ = manifest.signatures
     return manifest

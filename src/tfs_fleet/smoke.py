@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError, VersionStatus
+from tfs_fleet.client import (
+    GrpcClient,
+    RestClient,
+    RetryPolicy,
+    ServingError,
+    TlsConfig,
+    VersionStatus,
+)
 from tfs_fleet.manifest import Manifest
 
 CHECKS = ("status", "metadata", "predict")
@@ -42,7 +49,10 @@ class SmokeOptions:
     rtol: float | None = None  # default: the manifest's
     atol: float | None = None
     repeat: int = 5
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024  # gRPC messages and REST answers
+    # The whole run ends by then (time.monotonic()); None: only the per-request timeouts.
+    deadline: float | None = None
+    tls: TlsConfig | None = None  # gRPC over TLS (mutual TLS with a client key and certificate)
 
 
 @dataclass
@@ -104,6 +114,8 @@ def wait_available(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     deadline = clock() + opts.wait_s
+    if opts.deadline is not None:
+        deadline = min(deadline, opts.deadline)
     last = ""
     while True:
         try:
@@ -205,7 +217,9 @@ def check_predict(client: GrpcClient, opts: SmokeOptions, version: int, report: 
     atol = golden.atol if opts.atol is None else opts.atol
     times = []
     result = None
-    for _ in range(max(opts.repeat, 1)):
+    for n in range(max(opts.repeat, 1)):
+        if n > 0 and opts.deadline is not None and time.monotonic() >= opts.deadline:
+            break  # the first answer is what is checked; later ones only feed the latency
         start = time.perf_counter()
         result = client.predict(
             opts.model, golden.inputs, signature=golden.signature, version=version
@@ -247,8 +261,15 @@ def smoke_host(target: Target, opts: SmokeOptions) -> HostReport:
         timeout_s=opts.timeout_s,
         max_message_bytes=opts.max_message_bytes,
         retry=retry,
+        deadline=opts.deadline,
+        tls=opts.tls,
     ) as grpc_client:
-        rest = RestClient(target.rest, timeout_s=opts.timeout_s)
+        rest = RestClient(
+            target.rest,
+            timeout_s=opts.timeout_s,
+            max_response_bytes=opts.max_message_bytes,
+            deadline=opts.deadline,
+        )
 
         def status() -> str:
             report.version = wait_available(grpc_client, opts)

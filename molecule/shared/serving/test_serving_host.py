@@ -12,6 +12,11 @@ from pathlib import Path
 MODELS = "/srv/tfserving/models/half_plus_two"
 EXPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models" / "half_plus_two"
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "")
+# molecule/tfserving converges with mutual TLS and a test CA (converge.yml); molecule/site
+# with the sandbox's settings (plain gRPC).
+TLS_DIR = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tls"
+TLS = SCENARIO == "tfserving"
 
 
 def inspect(host, name="tfserving"):
@@ -37,6 +42,41 @@ def test_ports_published(host):
     ports = inspect(host)["HostConfig"]["PortBindings"]
     assert ports["8500/tcp"][0]["HostPort"] == "8500"
     assert ports["8501/tcp"][0]["HostPort"] == "8501"
+
+
+def test_ports_bound_to_the_asked_address(host):
+    """tfserving scenario: the host's own address (not 0.0.0.0, not loopback, which the
+    published test ports could not reach); site: the sandbox's explicit 0.0.0.0."""
+    ports = inspect(host)["HostConfig"]["PortBindings"]
+    if SCENARIO == "tfserving":
+        facts = host.ansible("ansible.builtin.setup", "filter=ansible_default_ipv4", check=False)
+        expected = facts["ansible_facts"]["ansible_default_ipv4"]["address"]
+        assert expected not in ("0.0.0.0", "127.0.0.1", "")
+    else:
+        expected = rendered(host, "tfserving_bind_address")
+    assert ports["8500/tcp"][0]["HostIp"] == expected
+    assert ports["8501/tcp"][0]["HostIp"] == expected
+
+
+def test_container_hardening_as_docker_reports_it(host):
+    config = inspect(host)["HostConfig"]
+    assert config["SecurityOpt"] == ["no-new-privileges"]
+    assert config["CapDrop"] == ["ALL"]
+    assert not config["CapAdd"]
+    assert config["ReadonlyRootfs"] is True
+    assert config["Privileged"] is False
+    assert list(config["Tmpfs"]) == ["/tmp"]
+    # The server really runs that way: / is read-only, /tmp is writable, no capability left.
+    assert host.run("docker exec tfserving touch /probe").rc != 0
+    assert host.run("docker exec tfserving touch /tmp/probe").rc == 0
+    status = host.check_output("docker exec tfserving cat /proc/1/status")
+    caps = {
+        line.split(":")[0]: line.split()[1]
+        for line in status.splitlines()
+        if line.startswith("Cap")
+    }
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000"
+    assert "NoNewPrivs:\t1" in status
 
 
 def test_model_files_match_the_manifest(host):
@@ -74,16 +114,48 @@ def rendered(host, name):
     return host.ansible("ansible.builtin.debug", f"var={name}", check=False)[name]
 
 
-def test_smoke_test_passes_on_version_2(host):
+def smoke(host, *tls_flags, wait="60"):
     manifest = EXPORT / "2" / "tfs_fleet_manifest.json"
     grpc = rendered(host, "tfserving_verify_grpc_endpoint")
     rest = rendered(host, "tfserving_verify_rest_endpoint")
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "smoke_test.py"), "--manifest", str(manifest),
-         "--grpc", grpc, "--rest", rest, "--version", "2", "--wait", "60", "--json"],
+         "--grpc", grpc, "--rest", rest, "--version", "2", "--wait", wait, "--json", *tls_flags],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+MUTUAL_TLS = [
+    "--tls-ca", str(TLS_DIR / "ca.pem"), "--tls-cert", str(TLS_DIR / "client.pem"),
+    "--tls-key", str(TLS_DIR / "client.key"), "--tls-server-name", "localhost",
+]  # fmt: skip
+
+
+def test_smoke_test_passes_on_version_2(host):
+    """From the controller, through the published ports (tfserving scenario: mutual TLS)."""
+    result = smoke(host, *(MUTUAL_TLS if TLS else []))
     report = json.loads(result.stdout)
     assert result.returncode == 0, result.stderr
     assert report["hosts"][0]["ok"] is True
     assert report["hosts"][0]["version"] == 2
+
+
+def test_tls_is_required_and_mutual(host):
+    if not TLS:
+        # molecule/site serves plain gRPC (the sandbox's settings); TLS is this other scenario's.
+        assert rendered(host, "tfserving_tls_enabled") in (False, "VARIABLE IS NOT DEFINED!")
+        return
+    args = inspect(host)["Args"]
+    assert "--ssl_config_file=/etc/tfs-fleet/ssl.config" in args
+    ssl = host.file("/etc/tfs-fleet/ssl.config")
+    assert ssl.mode == 0o600 and ssl.user == "root"
+    # Plain gRPC and TLS without a client certificate are both refused.
+    plain = smoke(host, wait="3")
+    assert (
+        plain.returncode == 1 and json.loads(plain.stdout)["hosts"][0]["failed_check"] == "status"
+    )
+    no_client_cert = smoke(
+        host, "--tls-ca", str(TLS_DIR / "ca.pem"), "--tls-server-name", "localhost", wait="3"
+    )
+    assert no_client_cert.returncode == 1
+    assert json.loads(no_client_cert.stdout)["hosts"][0]["failed_check"] == "status"

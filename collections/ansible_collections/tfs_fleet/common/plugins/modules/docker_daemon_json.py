@@ -16,8 +16,13 @@ description:
   - Dictionary values are merged recursively into the existing dictionary, so two roles can each
     own one entry of C(runtimes) (for example C(runtimes.nvidia)) without overwriting the other.
   - Keys that are not named in O(settings) or O(remove) are never touched, whoever wrote them.
-  - An existing file that is not a JSON object is never overwritten; the module fails and names
-    the file instead.
+  - An existing file that is not a JSON object (or holds C(NaN)/C(Infinity), which dockerd
+    refuses) is never overwritten; the module fails and names the file instead.
+  - Values are compared with their JSON types, so C(1) replaces C(true) and C(1.0) replaces C(1).
+  - Concurrent runs on one host are serialized by a lock file next to O(path)
+    (C(.<name>.tfs-fleet.lock)); the new content goes to a unique temporary file in the same
+    directory (created exclusively, so a planted link is never followed), is flushed to disk and
+    renamed over O(path), so readers always see a complete file.
 options:
   path:
     description: Path of the daemon configuration file.
@@ -39,9 +44,11 @@ options:
     type: bool
     default: false
   mode:
-    description: File mode of a file the module creates.
-    type: str
-    default: "0644"
+    description:
+      - Octal file mode of the file (for example C("0600")), applied to a new file and enforced
+        on an existing one (a different mode is a change).
+      - Not given, a new file gets C(0644) and an existing file keeps its mode.
+    type: raw
 attributes:
   check_mode:
     support: full
@@ -81,11 +88,22 @@ changed_keys:
 """
 
 import copy
+import errno
+import fcntl
 import json
+import math
 import os
+import stat
+import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+
+DEFAULT_NEW_MODE = 0o644
+
+
+class DaemonJsonError(Exception):
+    """A problem with the file or the settings; the message names it and the fix."""
 
 
 def merge(existing: Any, wanted: Any) -> Any:
@@ -106,8 +124,107 @@ def apply(config: dict, settings: dict, remove: list[str]) -> dict:
     return result
 
 
+def same(left: Any, right: Any) -> bool:
+    """JSON equality that tells types apart: ``1`` is not ``true`` and ``1`` is not ``1.0``."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))  # noqa: B905 (Python 3.8 hosts)
+    return left == right
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (dockerd refuses it)")
+
+
+def parse(text: str, path: str) -> dict:
+    """Parse daemon.json strictly (no NaN/Infinity, an object at the top)."""
+    if not text.strip():
+        return {}
+    try:
+        current = json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as err:
+        raise DaemonJsonError(
+            f"{path} is not valid JSON ({err}); it was left unchanged. "
+            "Fix or remove the file, then run again."
+        ) from err
+    if not isinstance(current, dict):
+        raise DaemonJsonError(
+            f"{path} holds a JSON {type(current).__name__}, not an object; "
+            "it was left unchanged. Fix or remove the file, then run again."
+        )
+    return current
+
+
+def check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinities in the settings: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DaemonJsonError(f"settings: {where} is {value}, which JSON cannot hold")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_finite(item, f"{where}[{index}]")
+
+
 def render(config: dict) -> str:
-    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+    return json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def parse_mode(mode: str | None) -> int | None:
+    if mode is None:
+        return None
+    try:
+        value = int(str(mode), 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o7777:
+        raise DaemonJsonError(f"mode {mode!r} is not an octal file mode such as '0644'")
+    return value
+
+
+def lock(path: str) -> int:
+    """Take an exclusive lock next to ``path`` (held until the process ends or the fd closes)."""
+    directory = os.path.dirname(path) or "."
+    lock_path = os.path.join(directory, f".{os.path.basename(path)}.tfs-fleet.lock")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags, 0o600)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise DaemonJsonError(
+                f"{lock_path} is a symbolic link; remove it, then run again"
+            ) from err
+        raise
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def write_atomically(path: str, text: str, mode: int) -> None:
+    """Write a unique temp file (O_EXCL: never follows a link), fsync, chmod, rename over path."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp_path = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.lexists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def main() -> None:
@@ -117,7 +234,7 @@ def main() -> None:
             "settings": {"type": "dict", "default": {}},
             "remove": {"type": "list", "elements": "str", "default": []},
             "backup": {"type": "bool", "default": False},
-            "mode": {"type": "str", "default": "0644"},
+            "mode": {"type": "raw"},
         },
         supports_check_mode=True,
     )
@@ -128,60 +245,107 @@ def main() -> None:
     both = sorted(set(settings) & set(remove))
     if both:
         module.fail_json(msg=f"keys {both} are both in settings and in remove: choose one")
+    try:
+        mode = parse_mode(module.params["mode"])
+        check_finite(settings, "")
+        result = run(module, path, settings, remove, mode)
+    except DaemonJsonError as err:
+        module.fail_json(msg=str(err), path=path)
+    module.exit_json(**result)
 
-    before_text = ""
-    current: dict = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            before_text = handle.read()
-        if before_text.strip():
-            try:
-                current = json.loads(before_text)
-            except ValueError as err:
-                module.fail_json(
-                    msg=f"{path} is not valid JSON ({err}); it was left unchanged. "
-                    "Fix or remove the file, then run again.",
-                )
-            if not isinstance(current, dict):
-                module.fail_json(
-                    msg=f"{path} holds a JSON {type(current).__name__}, not an object; "
-                    "it was left unchanged. Fix or remove the file, then run again.",
-                )
 
+def run(
+    module: AnsibleModule, path: str, settings: dict, remove: list[str], mode: int | None
+) -> dict:
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        if module.check_mode:
+            return finish(module, path, "", {}, settings, remove, mode, None)
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    if module.check_mode:
+        before_text, current_mode = read(path)
+        return finish(
+            module,
+            path,
+            before_text,
+            parse(before_text, path),
+            settings,
+            remove,
+            mode,
+            current_mode,
+        )
+    # Read, merge and write under one lock: concurrent runs on a host serialize here.
+    fd = lock(path)
+    try:
+        before_text, current_mode = read(path)
+        return finish(
+            module,
+            path,
+            before_text,
+            parse(before_text, path),
+            settings,
+            remove,
+            mode,
+            current_mode,
+        )
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> tuple[str, int | None]:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "", None
+    if not stat.S_ISREG(info.st_mode):
+        raise DaemonJsonError(f"{path} is not a regular file; it was left unchanged")
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(), stat.S_IMODE(info.st_mode)
+
+
+def finish(
+    module: AnsibleModule,
+    path: str,
+    before_text: str,
+    current: dict,
+    settings: dict,
+    remove: list[str],
+    mode: int | None,
+    current_mode: int | None,
+) -> dict:
     wanted = apply(current, settings, remove)
-    changed_keys = sorted(k for k in set(current) | set(wanted) if current.get(k) != wanted.get(k))
-    after_text = render(wanted)
-    changed = bool(changed_keys) or not os.path.exists(path)
+    changed_keys = sorted(
+        k
+        for k in set(current) | set(wanted)
+        if k not in current or k not in wanted or not same(current[k], wanted[k])
+    )
+    exists = current_mode is not None
+    target_mode = mode if mode is not None else (current_mode if exists else DEFAULT_NEW_MODE)
+    mode_changed = exists and current_mode != target_mode
+    content_changed = bool(changed_keys) or not exists
     result: dict[str, Any] = {
-        "changed": changed,
+        "changed": content_changed or mode_changed,
         "config": wanted,
         "changed_keys": changed_keys,
         "path": path,
+        "mode": f"{target_mode:04o}",
     }
     if module._diff:
         result["diff"] = {
             "before": before_text,
-            "after": after_text,
+            "after": render(wanted) if content_changed else before_text,
             "before_header": path,
             "after_header": path,
         }
-    if not changed or module.check_mode:
-        module.exit_json(**result)
-
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o755)
-    if module.params["backup"] and os.path.exists(path):
-        result["backup_file"] = module.backup_local(path)
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.tfs-fleet.tmp")
-    with open(tmp_path, "w", encoding="utf-8") as handle:
-        handle.write(after_text)
-    if os.path.exists(path):
-        module.atomic_move(tmp_path, path)
+    if module.check_mode or not result["changed"]:
+        return result
+    if content_changed:
+        if module.params["backup"] and exists:
+            result["backup_file"] = module.backup_local(path)
+        write_atomically(path, render(wanted), target_mode)
     else:
-        os.chmod(tmp_path, int(module.params["mode"], 8))
-        module.atomic_move(tmp_path, path)
-    module.exit_json(**result)
+        os.chmod(path, target_mode)
+    return result
 
 
 if __name__ == "__main__":

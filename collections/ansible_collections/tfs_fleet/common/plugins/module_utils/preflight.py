@@ -1,0 +1,439 @@
+# Copyright: tfs-fleet developers
+# Apache License 2.0
+"""Preflight checks of the roles' variables beyond what argument_specs can say (ranges, names,
+paths, relations between variables) and unknown variables with a role prefix.
+
+Pure Python (no Ansible import): the action plugin tfs_fleet.common.preflight_check feeds it
+the effective value of every role option and the names of every variable the host sees.
+Each problem is one sentence naming the variable, the value given and what it accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+# Facts the roles set for later roles and plays (not options, so not in argument_specs).
+# tests/test_preflight.py checks this list against the set_fact tasks of roles/*/tasks.
+ROLE_FACTS = frozenset(
+    {
+        "cuda_gate_result",
+        "cuda_gate_image_source_effective",
+        "cuda_gate_build_cuda_effective",
+        "nvidia_driver_secure_boot",
+        "nvidia_driver_gpus",
+        "nvidia_driver_gpus_pci",
+        "nvidia_driver_gpu_present",
+        "nvidia_driver_installed_version",
+        "nvidia_driver_package_version",
+        "nvidia_driver_reboot_required",
+        "tfserving_image_ref",
+        "tfserving_image_id",
+        "tfserving_image_previous_id",
+        "tfserving_image_previous_ref",
+        "tfserving_image_source_effective",
+        "tfserving_models_served",
+        "tfserving_models_config_file",
+    }
+)
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+RELEASE_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+(-rc[0-9]+)?$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+SIZE_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+ENDPOINT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
+
+MODEL_NAME_ACCEPTS = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class Problems:
+    """Collects one sentence per problem."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, name: str, value: Any, accepts: str) -> None:
+        self.items.append(f"{name}: {value!r} is not accepted; it accepts {accepts}.")
+
+    def note(self, text: str) -> None:
+        self.items.append(text)
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from an int or a string of digits (extra vars are strings); None otherwise.
+    Booleans are refused: YAML's true is not a port."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value)
+    return None
+
+
+def as_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "no", "off", "0"}:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return None
+
+
+def _int_at_least(p: Problems, values: Mapping[str, Any], name: str, low: int) -> int | None:
+    if name not in values:
+        return None
+    number = as_int(values[name])
+    if number is None or number < low:
+        p.add(name, values[name], f"an integer >= {low}")
+        return None
+    return number
+
+
+def _port(p: Problems, values: Mapping[str, Any], name: str) -> int | None:
+    if name not in values:
+        return None
+    number = as_int(values[name])
+    if number is None or not 1 <= number <= 65535:
+        p.add(name, values[name], "a port number from 1 to 65535 (an integer, not a boolean)")
+        return None
+    return number
+
+
+def _abs_path(
+    p: Problems, values: Mapping[str, Any], name: str, empty_ok: bool = False
+) -> str | None:
+    if name not in values:
+        return None
+    value = values[name]
+    if empty_ok and value in ("", None):
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or "\n" in value:
+        p.add(
+            name, value, "an absolute path (starting with /)" + (", or empty" if empty_ok else "")
+        )
+        return None
+    if ".." in value.split("/"):
+        p.add(name, value, "an absolute path without '..'")
+        return None
+    normal = posixpath.normpath(value)
+    if normal == "/":
+        p.add(name, value, "an absolute path below / (not / itself)")
+        return None
+    return normal
+
+
+def _inside(child: str, parent: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip("/") + "/")
+
+
+def check_serving(p: Problems, values: Mapping[str, Any]) -> None:
+    grpc = _port(p, values, "tfserving_grpc_port")
+    rest = _port(p, values, "tfserving_rest_port")
+    if grpc is not None and rest is not None and grpc == rest:
+        p.note(
+            f"tfserving_grpc_port and tfserving_rest_port are both {grpc}; they need two "
+            "different ports."
+        )
+    per_gpu = as_bool(values.get("tfserving_per_gpu_containers", False))
+    count = _int_at_least(p, values, "tfserving_gpu_count", 1)
+    stride = _int_at_least(p, values, "tfserving_per_gpu_port_stride", 1)
+    if per_gpu and None not in (grpc, rest, count, stride) and grpc != rest:
+        assert grpc is not None and rest is not None and count is not None and stride is not None
+        seen: dict[int, str] = {}
+        for index in range(count):
+            for kind, base in (("gRPC", grpc), ("REST", rest)):
+                port = base + index * stride
+                where = f"{kind} of GPU {index}"
+                if port > 65535:
+                    p.note(
+                        f"tfserving_per_gpu_port_stride: {stride} with tfserving_gpu_count "
+                        f"{count} puts the {where} on port {port}, above 65535; lower the stride "
+                        "or the base ports."
+                    )
+                    return
+                if port in seen:
+                    p.note(
+                        f"tfserving_per_gpu_port_stride: {stride} makes the per-GPU containers' "
+                        f"ports collide ({seen[port]} and {where} both on {port}); it accepts a "
+                        "stride that keeps every container's two ports distinct, e.g. "
+                        f"{abs(rest - grpc) + 1} or more when REST is gRPC + {abs(rest - grpc)}."
+                    )
+                    return
+                seen[port] = where
+    name = values.get("tfserving_model_name", "")
+    if name not in ("", None) and (not isinstance(name, str) or not MODEL_NAME_RE.match(name)):
+        p.add("tfserving_model_name", name, f"empty (the first model) or {MODEL_NAME_ACCEPTS}")
+    cname = values.get("tfserving_container_name", "tfserving")
+    if not isinstance(cname, str) or not CONTAINER_NAME_RE.match(cname):
+        p.add(
+            "tfserving_container_name",
+            cname,
+            "a Docker container name ([A-Za-z0-9][A-Za-z0-9_.-]*)",
+        )
+    if "tfserving_bind_address" in values:
+        check_bind_address(p, values["tfserving_bind_address"])
+    _abs_path(p, values, "tfserving_config_dir")
+    _abs_path(p, values, "tfserving_models_host_dir", empty_ok=True)
+    _int_at_least(p, values, "tfserving_log_max_file", 1)
+    _int_at_least(p, values, "tfserving_file_system_poll_wait_seconds", 1)
+    _int_at_least(p, values, "tfserving_model_config_poll_wait_seconds", 1)
+    size = values.get("tfserving_log_max_size", "50m")
+    if not isinstance(size, str) or not SIZE_RE.match(size):
+        p.add("tfserving_log_max_size", size, "a size such as 50m, 1g or 500k")
+    memory = values.get("tfserving_memory", "")
+    if memory not in ("", None) and (not isinstance(memory, str) or not SIZE_RE.match(memory)):
+        p.add("tfserving_memory", memory, "empty (no limit) or a size such as 16g")
+    cpus = values.get("tfserving_cpus", 0)
+    try:
+        cpus_ok = not isinstance(cpus, bool) and math.isfinite(float(cpus)) and float(cpus) >= 0
+    except (TypeError, ValueError):
+        cpus_ok = False
+    if not cpus_ok:
+        p.add("tfserving_cpus", cpus, "a finite number >= 0 (0: no limit)")
+    check_tls(p, values)
+
+
+def check_bind_address(p: Problems, value: Any) -> None:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        p.add(
+            "tfserving_bind_address", value, "an IPv4 or IPv6 address of the host, e.g. 127.0.0.1"
+        )
+
+
+def check_tls(p: Problems, values: Mapping[str, Any]) -> None:
+    if not as_bool(values.get("tfserving_tls_enabled", False)):
+        return
+    for name in ("tfserving_tls_cert_file", "tfserving_tls_key_file"):
+        if name in values and values[name] in ("", None):
+            p.note(
+                f"{name} is empty; tfserving_tls_enabled needs the server's PEM certificate and key."
+            )
+
+
+def check_models(p: Problems, values: Mapping[str, Any]) -> None:
+    base = _abs_path(p, values, "tfserving_models_base_dir")
+    retired = _abs_path(p, values, "tfserving_models_retired_dir")
+    if base and retired and (_inside(retired, base) or _inside(base, retired)):
+        p.note(
+            f"tfserving_models_retired_dir {values['tfserving_models_retired_dir']!r} and "
+            f"tfserving_models_base_dir {values['tfserving_models_base_dir']!r} overlap; "
+            "retired versions need a directory outside the served one (and the other way round)."
+        )
+    default_keep = _int_at_least(p, values, "tfserving_models_keep", 1)
+    models = values.get("tfserving_models_list", [])
+    if not isinstance(models, list):
+        p.add("tfserving_models_list", models, "a list of models ({name: ..., versions: [...]})")
+        return
+    seen: set[str] = set()
+    for index, model in enumerate(models):
+        where = f"tfserving_models_list[{index}]"
+        if not isinstance(model, Mapping):
+            p.add(where, model, "a dictionary with at least a name")
+            continue
+        name = model.get("name")
+        if not isinstance(name, str) or not MODEL_NAME_RE.match(name) or name in {".", ".."}:
+            p.add(f"{where}.name", name, MODEL_NAME_ACCEPTS)
+        elif name in seen:
+            p.note(f"{where}.name: model {name!r} is listed twice; list each model once.")
+        else:
+            seen.add(name)
+            where = f"tfserving_models_list[{name}]"
+        check_model(p, where, model, default_keep)
+    verify = values.get("tfserving_verify_models", [])
+    if isinstance(verify, list):
+        for name in verify:
+            if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
+                p.add("tfserving_verify_models", name, f"model names: {MODEL_NAME_ACCEPTS}")
+
+
+def _versions(p: Problems, where: str, value: Any) -> list[int] | None:
+    if value in (None, []):
+        return None
+    if not isinstance(value, list):
+        p.add(where, value, "a list of version numbers >= 1")
+        return None
+    numbers = [as_int(v) for v in value]
+    if any(n is None or n < 1 for n in numbers):
+        p.add(where, value, "a list of version numbers >= 1")
+        return None
+    result = [n for n in numbers if n is not None]
+    if len(set(result)) != len(result):
+        p.add(where, value, "each version once")
+    return sorted(set(result))
+
+
+def check_model(
+    p: Problems, where: str, model: Mapping[str, Any], default_keep: int | None
+) -> None:
+    keep = default_keep
+    if model.get("keep") is not None:
+        keep = as_int(model["keep"])
+        if keep is None or keep < 1:
+            p.add(f"{where}.keep", model["keep"], "an integer >= 1")
+            keep = None
+    versions = _versions(p, f"{where}.versions", model.get("versions"))
+    _versions(p, f"{where}.pinned", model.get("pinned"))
+    latest = 1
+    if model.get("latest_count") is not None:
+        latest_value = as_int(model["latest_count"])
+        if latest_value is None or latest_value < 1:
+            p.add(f"{where}.latest_count", model["latest_count"], "an integer >= 1")
+        else:
+            latest = latest_value
+    policy = model.get("version_policy") or "latest"
+    if policy not in {"latest", "all", "specific"}:
+        p.add(f"{where}.version_policy", policy, "latest, all or specific")
+        return
+    labels = model.get("labels") or {}
+    if not isinstance(labels, Mapping):
+        p.add(f"{where}.labels", labels, "a dictionary label -> version")
+        return
+    served = versions
+    if served is None and keep is not None:
+        served_note = f"the newest {keep} exported"
+    else:
+        served_note = f"{served}"
+    if policy == "latest":
+        loaded = served[-latest:] if served is not None else None
+        loaded_note = f"{loaded}" if loaded is not None else f"the newest {latest} of {served_note}"
+    else:
+        loaded = served
+        loaded_note = served_note
+    for label, version in labels.items():
+        if not isinstance(label, str) or not LABEL_RE.match(label):
+            p.add(f"{where}.labels", label, "label names of letters, digits, '.', '_' or '-'")
+            continue
+        number = as_int(version)
+        if number is None or number < 1:
+            p.add(f"{where}.labels.{label}", version, "a version number >= 1")
+            continue
+        if loaded is not None and number not in loaded:
+            p.note(
+                f"{where}.labels.{label}: version {number} is not loaded by the policy "
+                f"({policy}{'' if policy != 'latest' else f', latest_count {latest}'}: versions "
+                f"{loaded_note}); TF Serving refuses a label on a version it does not serve. "
+                "Point the label at a served version or change the policy."
+            )
+    distinct = {as_int(v) for v in labels.values()} - {None}
+    if loaded is None and policy == "latest" and len(distinct) > latest:
+        p.note(
+            f"{where}.labels: labels on {len(distinct)} different versions, but version_policy "
+            f"latest with latest_count {latest} loads only {latest}; TF Serving refuses a label "
+            "on a version it does not serve. Use version_policy all or specific, or raise "
+            "latest_count."
+        )
+
+
+def check_image(p: Problems, values: Mapping[str, Any]) -> None:
+    version = values.get("tfserving_image_version")
+    if version is not None and (not isinstance(version, str) or not RELEASE_RE.match(version)):
+        p.add(
+            "tfserving_image_version",
+            version,
+            "a TF Serving release such as 2.19.0 (a pinned X.Y.Z; not latest, which the CUDA "
+            "gate cannot check)",
+        )
+    digest = values.get("tfserving_image_digest", "")
+    if digest not in ("", None) and (not isinstance(digest, str) or not DIGEST_RE.match(digest)):
+        p.add(
+            "tfserving_image_digest", digest, "empty or sha256: followed by 64 lowercase hex digits"
+        )
+    tag = values.get("tfserving_image_tag", "")
+    if tag not in ("", None) and (not isinstance(tag, str) or not TAG_RE.match(tag)):
+        p.add("tfserving_image_tag", tag, "empty or a Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]*)")
+    user = values.get("tfserving_image_registry_username", "")
+    password = values.get("tfserving_image_registry_password", "")
+    if user and not password:
+        p.note(
+            "tfserving_image_registry_username is set but tfserving_image_registry_password is "
+            "empty; set the password (in an Ansible vault) or clear the username."
+        )
+    if password and not user:
+        p.note(
+            "tfserving_image_registry_password is set but tfserving_image_registry_username is "
+            "empty; set both or neither."
+        )
+    _abs_path(p, values, "tfserving_image_archive_cache_dir")
+    _abs_path(p, values, "tfserving_image_build_dir")
+
+
+def check_verify(p: Problems, values: Mapping[str, Any]) -> None:
+    for name in ("tfserving_verify_grpc_endpoint", "tfserving_verify_rest_endpoint"):
+        value = values.get(name)
+        if value is None:
+            continue
+        match = ENDPOINT_RE.match(str(value))
+        if not match or not 1 <= int(match.group(2)) <= 65535:
+            p.add(name, value, "HOST:PORT with a port from 1 to 65535")
+    _int_at_least(p, values, "tfserving_verify_wait_seconds", 1)
+    _int_at_least(p, values, "tfserving_verify_repeat", 1)
+    _int_at_least(p, values, "tfserving_verify_timeout_seconds", 1)
+
+
+def check_docker(p: Problems, values: Mapping[str, Any]) -> None:
+    _abs_path(p, values, "docker_daemon_json_path")
+    _abs_path(p, values, "nvidia_container_toolkit_daemon_json_path")
+
+
+def unknown_variables(
+    defined: Iterable[str], known: Iterable[str], prefixes: Iterable[str]
+) -> list[str]:
+    """Variables that carry a role's prefix but are no option or fact of any role."""
+    known_set = set(known) | ROLE_FACTS
+    prefix_list = sorted({f"{prefix}_" for prefix in prefixes}, key=len, reverse=True)
+    problems = []
+    for name in sorted(set(defined)):
+        if name in known_set or not any(name.startswith(prefix) for prefix in prefix_list):
+            continue
+        close = difflib.get_close_matches(name, sorted(known_set), n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        role = next(prefix for prefix in prefix_list if name.startswith(prefix))[:-1]
+        problems.append(
+            f"{name}: no role of this project has such a variable{hint}; the {role} role's "
+            f"variables are listed in roles/{role}/README.md (a typo is otherwise ignored)."
+        )
+    return problems
+
+
+CHECKS = {
+    "docker": check_docker,
+    "tfserving": check_serving,
+    "tfserving_models": check_models,
+    "tfserving_image": check_image,
+    "tfserving_verify": check_verify,
+}
+
+
+def check_variables(
+    values: Mapping[str, Any],
+    defined: Iterable[str],
+    options: Mapping[str, Iterable[str]],
+    roles: Iterable[str],
+) -> list[str]:
+    """Every problem found: ``values`` holds the effective value of each option (host value or
+    role default), ``defined`` every variable name the host sees, ``options`` role -> option
+    names (all roles), ``roles`` the roles whose values are checked."""
+    p = Problems()
+    for role in roles:
+        check = CHECKS.get(role)
+        if check is not None:
+            check(p, values)
+    known = {name for names in options.values() for name in names}
+    p.items.extend(unknown_variables(defined, known, options))
+    return p.items

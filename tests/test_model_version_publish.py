@@ -1,0 +1,170 @@
+"""tfs_fleet.common.model_version_publish run as a module file against temp directories."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import REPO
+
+MODULE = (
+    REPO
+    / "collections/ansible_collections/tfs_fleet/common/plugins/modules/model_version_publish.py"
+)
+MANIFEST = "tfs_fleet_manifest.json"
+
+
+def run(args: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    proc = subprocess.run(
+        [sys.executable, str(MODULE), str(args_file)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def stage(models: Path, name: str = ".tfs-fleet-incoming-1") -> tuple[Path, str]:
+    """A staged version with one file and its manifest; returns (staging, manifest sha256)."""
+    staging = models / name
+    (staging / "variables").mkdir(parents=True)
+    (staging / "saved_model.pb").write_bytes(b"graph")
+    (staging / "variables" / "v.data").write_bytes(b"weights")
+    files = {
+        "saved_model.pb": {"sha256": sha(b"graph"), "size": 5},
+        "variables/v.data": {"sha256": sha(b"weights"), "size": 7},
+    }
+    text = json.dumps({"format": 1, "files": files})
+    (staging / MANIFEST).write_text(text)
+    return staging, sha(text.encode())
+
+
+def test_publishes_a_verified_version(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc == 0 and out["changed"] is True and out["verified_files"] == 2
+    assert (models / "1" / "saved_model.pb").read_bytes() == b"graph" and not staging.exists()
+
+
+def test_malformed_manifests_fail_with_a_message(tmp_path: Path) -> None:
+    cases = {
+        "list": "[1, 2]",
+        "no-sha": json.dumps({"files": {"saved_model.pb": {"size": 5}}}),
+        "bad-json": "{not json",
+        "entry-not-object": json.dumps({"files": {"saved_model.pb": "abc"}}),
+        "files-a-list": json.dumps({"files": ["saved_model.pb"]}),
+    }
+    for n, (label, text) in enumerate(cases.items()):
+        models = tmp_path / label
+        staging, _ = stage(models)
+        (staging / MANIFEST).write_text(text)
+        rc, out = run({"staging": str(staging), "dest": str(models / "1")}, tmp_path)
+        assert rc != 0, label
+        assert MANIFEST in out["msg"], (label, out["msg"])
+        assert not (models / "1").exists() and staging.exists(), label
+        del n
+
+
+def test_an_empty_existing_dest_is_not_taken_as_published(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    (models / "1").mkdir()
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc != 0 and str(models / "1") in out["msg"] and "move it aside" in out["msg"]
+    assert list((models / "1").iterdir()) == []
+
+
+def test_a_published_dest_removes_the_leftover_staging_dir(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    published, _ = stage(models, "1")
+    rc, out = run(
+        {"staging": str(staging), "dest": str(published), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc == 0 and out["changed"] is True, out
+    assert not staging.exists() and (published / "saved_model.pb").exists()
+    rc, out = run(
+        {"staging": str(staging), "dest": str(published), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc == 0 and out["changed"] is False
+
+
+def test_a_linked_directory_inside_staging_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil").write_text("x")
+    (staging / "assets").symlink_to(outside)
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc != 0 and "symbolic link" in out["msg"] and "assets" in out["msg"]
+    assert not (models / "1").exists()
+
+
+def test_a_linked_file_inside_staging_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    (staging / "saved_model.pb").unlink()
+    (tmp_path / "graph").write_bytes(b"graph")
+    (staging / "saved_model.pb").symlink_to(tmp_path / "graph")
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": digest}, tmp_path
+    )
+    assert rc != 0 and "symbolic link" in out["msg"]
+    assert not (models / "1").exists()
+
+
+def test_a_staging_dir_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    real, digest = stage(tmp_path / "elsewhere")
+    models = tmp_path / "m"
+    models.mkdir()
+    (models / ".tfs-fleet-incoming-1").symlink_to(real)
+    rc, out = run(
+        {
+            "staging": str(models / ".tfs-fleet-incoming-1"),
+            "dest": str(models / "1"),
+            "manifest_sha256": digest,
+        },
+        tmp_path,
+    )
+    assert rc != 0 and "symbolic link" in out["msg"]
+    assert not (models / "1").is_symlink() and not (models / "1").exists()
+
+
+def test_an_empty_manifest_sha256_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, _ = stage(models)
+    # A stale manifest in staging: only the controller's sha256 would catch it, and "" skipped it.
+    for value in ("", "abc"):
+        rc, out = run(
+            {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": value}, tmp_path
+        )
+        assert rc != 0 and out["msg"].startswith(f"manifest_sha256 {value!r} is not a sha256"), (
+            value
+        )
+        assert not (models / "1").exists() and staging.exists()
+
+
+def test_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, _ = stage(models)
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": "0" * 64}, tmp_path
+    )
+    assert rc != 0 and "differs from the controller's manifest" in out["msg"]
