@@ -39,6 +39,10 @@ ROLE_FACTS = frozenset(
         "tfserving_image_source_effective",
         "tfserving_models_served",
         "tfserving_models_config_file",
+        "nvidia_driver_loaded_kernel_module",
+        "nvidia_driver_mok_enrolled",
+        "nvidia_driver_nvswitches",
+        "nvidia_container_toolkit_cdi_enabled",
     }
 )
 
@@ -149,12 +153,14 @@ def check_serving(p: Problems, values: Mapping[str, Any]) -> None:
             "different ports."
         )
     per_gpu = as_bool(values.get("tfserving_per_gpu_containers", False))
-    count = _int_at_least(p, values, "tfserving_gpu_count", 1)
+    # 0: one container per GPU that the nvidia_driver role detects (unknown here: the ports are
+    # checked for two containers, enough to show a stride that collides).
+    count = _int_at_least(p, values, "tfserving_gpu_count", 0)
     stride = _int_at_least(p, values, "tfserving_per_gpu_port_stride", 1)
     if per_gpu and None not in (grpc, rest, count, stride) and grpc != rest:
         assert grpc is not None and rest is not None and count is not None and stride is not None
         seen: dict[int, str] = {}
-        for index in range(count):
+        for index in range(count or 2):
             for kind, base in (("gRPC", grpc), ("REST", rest)):
                 port = base + index * stride
                 where = f"{kind} of GPU {index}"
