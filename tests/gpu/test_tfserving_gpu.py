@@ -136,10 +136,11 @@ def test_runtime_mode_sets_nvidia_visible_devices_per_container(
 def test_health_check_notices_a_lost_gpu(report: tuple[int, dict[str, Any]]) -> None:
     (gpu,) = _containers(report[1], "cdi-host")
     (cpu,) = _containers(report[1], "cpu-host")
-    assert gpu["healthcheck"]["test"][-1].endswith(
+    # [CMD, bash, -c, script, $0, model name]: the model name travels as $1, never in the script.
+    assert gpu["healthcheck"]["test"][3].endswith(
         "grep -q AVAILABLE <&3 && nvidia-smi -L >/dev/null 2>&1"
     )
-    assert "nvidia-smi" not in cpu["healthcheck"]["test"][-1]
+    assert "nvidia-smi" not in cpu["healthcheck"]["test"][3]
     assert cpu["device_requests"] is None
 
 
