@@ -151,3 +151,16 @@ def test_controller_preflight_refuses_a_missing_image_archive(tmp_path: Path) ->
     assert proc.returncode == 2, out[-3000:]
     assert f"tfserving_image_archive_path ({archive})" in out and "docker save" in out
     assert "Gathering Facts" not in out
+
+
+def test_unknown_variable_check_knows_the_sandbox_inventory_plugin() -> None:
+    # community.docker.docker_containers sets docker_name and docker_short_id on every sandbox
+    # host: they carry the docker role's prefix, and must not stop every sandbox run.
+    from ansible_collections.tfs_fleet.common.plugins.module_utils.preflight import (
+        unknown_variables,
+    )
+
+    defined = ["docker_name", "docker_short_id", "docker_users", "docker_userz", "ansible_host"]
+    problems = unknown_variables(defined, ["docker_users"], ["docker"])
+    assert len(problems) == 1 and problems[0].startswith("docker_userz:"), problems
+    assert "did you mean docker_users?" in problems[0]

@@ -46,6 +46,11 @@ ROLE_FACTS = frozenset(
     }
 )
 
+# Host variables that community.docker.docker_containers (the sandbox's inventory plugin) sets
+# on every host; they carry the docker role's prefix but are no option of it. With the plugin's
+# verbose_output every `docker inspect` key would come too: the sandbox inventory keeps it off.
+INVENTORY_PLUGIN_VARS = frozenset({"docker_name", "docker_short_id"})
+
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -401,7 +406,7 @@ def unknown_variables(
     defined: Iterable[str], known: Iterable[str], prefixes: Iterable[str]
 ) -> list[str]:
     """Variables that carry a role's prefix but are no option or fact of any role."""
-    known_set = set(known) | ROLE_FACTS
+    known_set = set(known) | ROLE_FACTS | INVENTORY_PLUGIN_VARS
     prefix_list = sorted({f"{prefix}_" for prefix in prefixes}, key=len, reverse=True)
     problems = []
     for name in sorted(set(defined)):
