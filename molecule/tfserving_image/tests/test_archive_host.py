@@ -58,10 +58,15 @@ def test_old_image_is_kept_for_rollback(host):
 
 
 def test_shipped_tarball_was_removed(host):
+    # rsync transfer: the cache is root's and only searchable (0711); the archive travelled into
+    # the login user's own incoming directory and was removed after the load.
     cache = host.file(CACHE_DIR)
-    assert cache.is_directory
-    assert cache.mode == 0o700
-    assert host.check_output("ls -A %s", CACHE_DIR) == ""
+    assert cache.is_directory and cache.user == "root"
+    assert cache.mode == 0o711
+    assert host.check_output("ls -A %s", CACHE_DIR) == "incoming"
+    incoming = host.file(f"{CACHE_DIR}/incoming")
+    assert incoming.mode == 0o700
+    assert host.check_output("ls -A %s/incoming", CACHE_DIR) == ""
 
 
 def test_the_loaded_image_runs(host):
