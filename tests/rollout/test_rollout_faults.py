@@ -22,6 +22,7 @@ from fleet import (
     BIN,
     CANARY,
     HOSTS,
+    IMAGE,
     MODEL,
     MODELS_DIR,
     REPO,
@@ -29,6 +30,7 @@ from fleet import (
     Fleet,
     Load,
     available_versions,
+    container,
     create_fleet,
     destroy_fleet,
     docker,
@@ -88,10 +90,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterator[F
 
 def converge(fleet: Fleet, library: Path, versions: list[int]) -> None:
     """Starting point of a scenario: the export base holds `versions`, every host serves the
-    newest of them. A rollout runs only when some host is elsewhere."""
+    newest of them with the controller's stand-in image (a fleet kept from an earlier run may
+    still run an older build). A rollout runs only when some host is elsewhere."""
     fleet.set_exported(versions, library)
     newest = max(versions)
-    if all(available_versions(h) == [newest] for h in HOSTS):
+    image = docker("image", "inspect", "-f", "{{.Id}}", IMAGE).stdout.strip()
+    if all(available_versions(h) == [newest] and container(h).get("Image") == image for h in HOSTS):
         return
     run = fleet.rollout("-e", ONE_BATCH, run_id=f"converge-{newest}-{time.time_ns()}")
     assert run.rc == 0, run.tail()
