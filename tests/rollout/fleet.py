@@ -25,7 +25,8 @@ from helpers import BIN, REPO, docker, recap_changed, require_docker_image
 FLEET = "rollout"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
 CANARY = HOSTS[0]
-GRPC_BASE, REST_BASE, SSH_BASE = 39500, 39600, 39400
+# Below the kernel's ephemeral range (32768-60999): an outgoing connection can never hold them.
+GRPC_BASE, REST_BASE, SSH_BASE = 30500, 30600, 30400
 # The rollout fleet is the sandbox's sudo-password flavour: Ansible logs in over SSH as the
 # unprivileged login user, and sudo asks for that user's password, which comes from a vault file
 # whose password comes from a file (as many fleets run it).
