@@ -19,6 +19,8 @@ import pytest
 
 from helpers import REPO, docker, systemd_container, write_inventory
 
+pytestmark = pytest.mark.docker
+
 PLAY = """\
 - name: nvidia_driver in check mode
   hosts: all

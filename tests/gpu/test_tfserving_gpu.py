@@ -18,6 +18,8 @@ import yaml
 
 from helpers import REPO, require_docker_image
 
+pytestmark = pytest.mark.docker
+
 PROBE = "tfs-fleet/probe:latest"
 PLAY = "- hosts: all\n  gather_facts: false\n  roles: [tfserving]\n"
 TWO_GPUS = [

@@ -21,6 +21,8 @@ import pytest
 
 from helpers import REPO, docker, systemd_container, write_inventory
 
+pytestmark = pytest.mark.docker
+
 FACT = {
     "gpu_present": True,
     "installed_version": "580.65.06",

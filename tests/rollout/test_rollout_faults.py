@@ -44,6 +44,8 @@ from fleet import (
     wait_for,
 )
 
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
+
 GOOD_ANSWER = 2.5  # half_plus_two(1.0)
 # Converging and re-running need no canary: every host in one batch.
 ONE_BATCH = '{"rollout_serial": ["100%"]}'

@@ -265,6 +265,7 @@ def test_model_config_file_is_polled(dynamic: Dynamic) -> None:
     assert status == 404
 
 
+@pytest.mark.slow
 def test_ports_open_only_after_the_first_version_loads(tmp_path: Path) -> None:
     base = tmp_path / "late"
     base.mkdir()

@@ -174,6 +174,7 @@ def _peak_rss_bytes(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
+@pytest.mark.slow
 def test_400_mb_grpc_predict_keeps_memory_under_3_gb(server: tuple[StandinProcess, int]) -> None:
     """A legal 400 MB Predict (100M floats in tensor_content) is served, typed float_val
     output included, with the server's peak resident memory under 3 GB."""

@@ -98,6 +98,7 @@ def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert server.stop() == 0, server.log()
 
 
+@pytest.mark.slow
 def test_smoke_test_passes_over_mutual_tls(mutual_tls: Served) -> None:
     proc = mutual_tls.smoke(*mutual_tls.tls("ca", "client"), "--tls-server-name", "localhost")
     assert proc.returncode == 0, proc.stderr

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from json.scanner import NUMBER_RE  # type: ignore[attr-defined]
+from json.scanner import NUMBER_RE
 from typing import Any
 
 import numpy as np

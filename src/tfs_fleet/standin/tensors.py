@@ -149,7 +149,7 @@ def to_proto(
         if values.dtype.kind == "c":
             values = values.view(values.real.dtype)
         raw = np.ascontiguousarray(values, dtype=packed)
-        _packed(proto, number, memoryview(raw).cast("B"))
+        _packed(proto, number, raw.data.cast("B"))
         return proto
     if enum in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
         flat = np.ascontiguousarray(flat).view(np.uint16)

@@ -320,7 +320,11 @@ def finish(
         if k not in current or k not in wanted or not same(current[k], wanted[k])
     )
     exists = current_mode is not None
-    target_mode = mode if mode is not None else (current_mode if exists else DEFAULT_NEW_MODE)
+    target_mode: int = (
+        mode
+        if mode is not None
+        else (current_mode if current_mode is not None else DEFAULT_NEW_MODE)
+    )
     mode_changed = exists and current_mode != target_mode
     content_changed = bool(changed_keys) or not exists
     result: dict[str, Any] = {
