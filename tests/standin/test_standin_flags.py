@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from standin_helpers import reference_models, run_cli
 
-from tfs_fleet.standin import flags, protos
+from tfs_standin import flags, protos
 
 
 def test_defaults_match_tensorflow_model_server() -> None:

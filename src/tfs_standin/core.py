@@ -12,13 +12,13 @@ from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin import inference, metrics, protos, warmup
-from tfs_fleet.standin.errors import ServingError
-from tfs_fleet.standin.flags import Options
-from tfs_fleet.standin.manager import ModelManager, VersionState
-from tfs_fleet.standin.servable import Servable, SessionSettings, error_from_exception
+from tfs_standin import inference, metrics, protos, warmup
+from tfs_standin.errors import ServingError
+from tfs_standin.flags import Options
+from tfs_standin.manager import ModelManager, VersionState
+from tfs_standin.servable import Servable, SessionSettings, error_from_exception
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 T = TypeVar("T")
 
 

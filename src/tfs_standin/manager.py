@@ -16,9 +16,9 @@ import grpc
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin.errors import ServingError, failed_precondition, invalid_argument, not_found
+from tfs_standin.errors import ServingError, failed_precondition, invalid_argument, not_found
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tfs_fleet.standin.errors import invalid_argument
+from tfs_standin.errors import invalid_argument
 
 # dtype -> (TensorProto field, field number, little-endian packed element format or None for
 # varint fields). tensor.proto numbering.
