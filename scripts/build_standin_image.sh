@@ -10,7 +10,7 @@
 # Everything lands in one layer (images/standin/Dockerfile).
 #
 # Cached: the image is rebuilt only when its recipe changes (this script, images/standin/*,
-# src/tfs_standin/*; label tfs-fleet.recipe) or with --force; the debootstrap'ed base and
+# src/tfs_standin/*, src/tfs_wire/*; label tfs-fleet.recipe) or with --force; the debootstrap'ed base and
 # the wheelhouse are kept under .cache/standin/ (git-ignored).
 #
 # Environment: TFS_FLEET_STANDIN_IMAGE (default tfs-fleet/serving-standin),
@@ -40,7 +40,7 @@ log() { printf 'build_standin_image: %s\n' "$*" >&2; }
 [ -n "$VERSION" ] || { log "cannot read VERSION from src/tfs_standin/__init__.py"; exit 1; }
 command -v docker >/dev/null || { log "docker is missing: run 'make docker-engine'"; exit 2; }
 
-recipe=$( { cat "$0" images/standin/* src/tfs_standin/*; } \
+recipe=$( { cat "$0" images/standin/* src/tfs_standin/*.py src/tfs_wire/*.py; } \
   | sha256sum | cut -c1-16)
 if [ "$FORCE" = 0 ] \
    && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE:latest" 2>/dev/null) \
@@ -112,8 +112,10 @@ if command -v strip >/dev/null; then
 else
   log "strip (binutils) is missing: the image keeps its debug symbols (~170 MB more)"
 fi
-mkdir -p "$site/tfs_standin" "$rootfs/models"
+# The stand-in's own package and the wire table it shares with the controller (tfs_wire).
+mkdir -p "$site/tfs_standin" "$site/tfs_wire" "$rootfs/models"
 cp src/tfs_standin/*.py src/tfs_standin/py.typed "$site/tfs_standin/"
+cp src/tfs_wire/*.py src/tfs_wire/py.typed "$site/tfs_wire/"
 install -m 0755 images/standin/tf_serving_entrypoint.sh images/standin/tensorflow_model_server \
   "$rootfs/usr/bin/"
 cp images/standin/Dockerfile "$ctx/"

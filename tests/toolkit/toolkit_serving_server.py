@@ -33,14 +33,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-_TYPED_FIELDS = {
-    tf.float32.as_datatype_enum: "float_val",
-    tf.float64.as_datatype_enum: "double_val",
-    tf.int32.as_datatype_enum: "int_val",
-    tf.int64.as_datatype_enum: "int64_val",
-    tf.bool.as_datatype_enum: "bool_val",
-    tf.string.as_datatype_enum: "string_val",
-}
+from tfs_fleet.tensors import typed_field
+
 _STATES = {"LOADING": 20, "AVAILABLE": 30, "END": 50}
 
 
@@ -91,7 +85,7 @@ def load_model(name: str, base_path: Path) -> Model:
 def typed_tensor_proto(value: np.ndarray) -> Any:
     """What TF Serving sends by default: the typed repeated field, no tensor_content."""
     proto = tf.make_tensor_proto(value)
-    field_name = _TYPED_FIELDS[proto.dtype]
+    field_name = typed_field(proto.dtype)
     if proto.tensor_content:
         array = tf.make_ndarray(proto)
         proto.ClearField("tensor_content")
