@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from helpers import ansible_playbook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 PLAY = "- hosts: localhost\n  gather_facts: false\n  roles: [nvidia_driver]\n"
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    if not ANSIBLE_PLAYBOOK.exists():
-        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"))
-    return subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            "localhost,",
-            "-c",
-            "local",
-            "--check",
-            "-e",
-            f"ansible_python_interpreter={sys.executable}",
-            str(playbook),
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return ansible_playbook(
+        playbook, "localhost,", "-c", "local", "--check",
+        "-e", f"ansible_python_interpreter={sys.executable}", *extra, timeout=180,
+    )  # fmt: skip
 
 
 def test_invalid_flavor_fails_validation(tmp_path: Path) -> None:

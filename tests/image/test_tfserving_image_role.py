@@ -9,8 +9,6 @@ build, the archive path and bad input.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +18,9 @@ import pytest
 import yaml
 from fake_registry import fake_registry
 
-from helpers import REPO, docker, require_docker_image
+from helpers import ansible_playbook, docker, report_of, require_docker_image
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 DIGEST = "sha256:" + "ab" * 32
 PRIVATE_REPO = "registry.example.internal:5000/ml/tensorflow-serving"
 PROBE = "tfs-fleet/probe:latest"
@@ -42,22 +39,11 @@ def write_inventory(path: Path, hosts: dict[str, dict[str, Any]]) -> Path:
 def run_playbook(
     playbook: Path, inventory: Path, *args: str, json_output: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    if not ANSIBLE_PLAYBOOK.exists():
-        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
-    )  # fmt: skip
+    return ansible_playbook(playbook, inventory, *args, timeout=300, json_report=json_output)
 
 
 def parse(proc: subprocess.CompletedProcess[str]) -> Report:
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return report_of(proc)
 
 
 def results(report: Report, prefix: str) -> dict[str, dict[str, Any]]:

@@ -133,18 +133,6 @@ def run_cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProce
     )
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll predicate() until it returns a truthy value (bounded); fail naming what."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
-
-
 def status_states(url: str, model: str) -> dict[int, str]:
     """{version: state} from REST status; {} while the server does not answer."""
     try:

@@ -13,7 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, run_cli, wait_for
+from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, run_cli
+
+from helpers import wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 

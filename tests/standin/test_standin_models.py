@@ -22,9 +22,10 @@ from standin_helpers import (
     half_plus_two_base,
     http,
     status_states,
-    wait_for,
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
+
+from helpers import wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 
