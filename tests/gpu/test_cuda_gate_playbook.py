@@ -10,7 +10,6 @@ import pytest
 
 from helpers import playbook_report
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GATE_DIR = Path(__file__).resolve().parent / "gate"
 
 
