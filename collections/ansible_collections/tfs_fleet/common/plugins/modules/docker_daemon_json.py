@@ -262,32 +262,18 @@ def run(
         if module.check_mode:
             return finish(module, path, "", {}, settings, remove, mode, None)
         os.makedirs(directory, mode=0o755, exist_ok=True)
-    if module.check_mode:
+
+    def merge() -> dict:
         before_text, current_mode = read(path)
-        return finish(
-            module,
-            path,
-            before_text,
-            parse(before_text, path),
-            settings,
-            remove,
-            mode,
-            current_mode,
-        )
+        current = parse(before_text, path)
+        return finish(module, path, before_text, current, settings, remove, mode, current_mode)
+
+    if module.check_mode:
+        return merge()
     # Read, merge and write under one lock: concurrent runs on a host serialize here.
     fd = lock(path)
     try:
-        before_text, current_mode = read(path)
-        return finish(
-            module,
-            path,
-            before_text,
-            parse(before_text, path),
-            settings,
-            remove,
-            mode,
-            current_mode,
-        )
+        return merge()
     finally:
         os.close(fd)
 
