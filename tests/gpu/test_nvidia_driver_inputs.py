@@ -40,6 +40,7 @@ def test_bad_input_fails_before_detection_naming_the_variable(
     assert "List PCI devices" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_host_without_gpu_is_skipped_with_a_message(tmp_path: Path) -> None:
     empty_bus = tmp_path / "pci"
     empty_bus.mkdir()
@@ -49,6 +50,7 @@ def test_host_without_gpu_is_skipped_with_a_message(tmp_path: Path) -> None:
     assert "nvidia_driver_force: true" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cuda_repo_source_with_a_checksum_passes_the_check(tmp_path: Path) -> None:
     empty_bus = tmp_path / "pci"
     empty_bus.mkdir()

@@ -128,6 +128,7 @@ def test_bad_batching_configs_are_rejected(tmp_path: Path) -> None:
     assert problems and "must equal max_batch_size (8)" in problems[0]
 
 
+@pytest.mark.slow
 def test_cli_bad_batching_file_fails_before_loading(tmp_path: Path) -> None:
     bad = tmp_path / "batching.txt"
     bad.write_text("max_batch_size { value: -1 }\n")

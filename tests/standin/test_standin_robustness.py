@@ -60,6 +60,7 @@ def timed_predict(url: str) -> tuple[float, tuple[int, object]]:
     return time.monotonic() - started, answer
 
 
+@pytest.mark.slow
 def test_idle_and_slowloris_connections_do_not_stop_rest(
     server: tuple[StandinProcess, int],
 ) -> None:
@@ -96,6 +97,7 @@ def test_idle_and_slowloris_connections_do_not_stop_rest(
             sock.close()
 
 
+@pytest.mark.slow
 def test_stalled_connections_are_closed_after_the_read_timeout(
     server: tuple[StandinProcess, int],
 ) -> None:

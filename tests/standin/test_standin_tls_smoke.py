@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from standin_helpers import REPO, StandinProcess, free_port
 
+# Its fixture exports a model and starts a TLS stand-in: seconds per test.
+pytestmark = pytest.mark.slow
+
 SMOKE = REPO / "scripts" / "smoke_test.py"
 
 
@@ -98,7 +101,6 @@ def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert server.stop() == 0, server.log()
 
 
-@pytest.mark.slow
 def test_smoke_test_passes_over_mutual_tls(mutual_tls: Served) -> None:
     proc = mutual_tls.smoke(*mutual_tls.tls("ca", "client"), "--tls-server-name", "localhost")
     assert proc.returncode == 0, proc.stderr

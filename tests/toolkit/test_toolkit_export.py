@@ -56,6 +56,7 @@ def test_library_refuses_a_zero_padded_twin(tmp_path: Path) -> None:
     assert export_demo(tmp_path).version == 4
 
 
+@pytest.mark.slow
 def test_subprocess_cli_example(tmp_path: Path) -> None:
     """The README example, as a user runs it."""
     proc = subprocess.run(
