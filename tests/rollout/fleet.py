@@ -294,14 +294,5 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
-def wait_for(predicate: Any, seconds: float, poll: float = 0.2) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return False
-
-
 def iter_hosts_but(*excluded: str) -> Iterator[str]:
     return (h for h in HOSTS if h not in excluded)

@@ -14,26 +14,19 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tfs_fleet.standin.errors import invalid_argument
+from tfs_standin.errors import invalid_argument
+from tfs_wire.dtypes import DTYPES
 
-# dtype -> (TensorProto field, field number, little-endian packed element format or None for
-# varint fields). tensor.proto numbering.
+# dtype -> (TensorProto field, its number, little-endian packed element format or None for
+# varint fields), from the one table (tfs_wire.dtypes) and tensor.proto's descriptor.
 _FIELDS: dict[int, tuple[str, int, str | None]] = {
-    types_pb2.DT_FLOAT: ("float_val", 5, "<f4"),
-    types_pb2.DT_DOUBLE: ("double_val", 6, "<f8"),
-    types_pb2.DT_COMPLEX64: ("scomplex_val", 9, "<f4"),
-    types_pb2.DT_COMPLEX128: ("dcomplex_val", 12, "<f8"),
-    types_pb2.DT_INT32: ("int_val", 7, None),
-    types_pb2.DT_INT16: ("int_val", 7, None),
-    types_pb2.DT_INT8: ("int_val", 7, None),
-    types_pb2.DT_UINT8: ("int_val", 7, None),
-    types_pb2.DT_UINT16: ("int_val", 7, None),
-    types_pb2.DT_INT64: ("int64_val", 10, None),
-    types_pb2.DT_BOOL: ("bool_val", 11, None),
-    types_pb2.DT_HALF: ("half_val", 13, None),
-    types_pb2.DT_BFLOAT16: ("half_val", 13, None),
-    types_pb2.DT_UINT32: ("uint32_val", 16, None),
-    types_pb2.DT_UINT64: ("uint64_val", 17, None),
+    types_pb2.DataType.Value(name): (
+        spec.field,
+        tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[spec.field].number,
+        spec.packed,
+    )
+    for name, spec in DTYPES.items()
+    if name != "DT_STRING"
 }
 
 
@@ -149,7 +142,7 @@ def to_proto(
         if values.dtype.kind == "c":
             values = values.view(values.real.dtype)
         raw = np.ascontiguousarray(values, dtype=packed)
-        _packed(proto, number, memoryview(raw).cast("B"))
+        _packed(proto, number, raw.data.cast("B"))
         return proto
     if enum in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
         flat = np.ascontiguousarray(flat).view(np.uint16)

@@ -13,11 +13,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from tfs_fleet.standin import protos
-from tfs_fleet.standin.core import ServerCore
-from tfs_fleet.standin.errors import ServingError, invalid_argument
+from tfs_standin import protos
+from tfs_standin.core import ServerCore
+from tfs_standin.errors import ServingError, invalid_argument
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 
 def _timeout_ms(context: grpc.ServicerContext) -> int:

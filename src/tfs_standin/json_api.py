@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from json.decoder import scanstring  # type: ignore[attr-defined]
-from json.scanner import NUMBER_RE  # type: ignore[attr-defined]
+from json.scanner import NUMBER_RE
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import input_pb2
 
-from tfs_fleet.standin.errors import internal, invalid_argument, unimplemented
+from tfs_standin.errors import internal, invalid_argument, unimplemented
 
 ROW, COLUMNAR = "row", "columnar"
 _DEBUG_LIMIT = 256

@@ -1,5 +1,5 @@
 """Command line of the stand-in: ``tensorflow_model_server`` in the image, or
-``python -m tfs_fleet.standin``. Exit codes: 0 clean shutdown (or --help/--version),
+``python -m tfs_standin``. Exit codes: 0 clean shutdown (or --help/--version),
 1 start-up failure (bad config file, model that does not load, port in use), 2 bad flags."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import logging
 import os
 import sys
 
-from tfs_fleet.standin import BANNER, VERSION
-from tfs_fleet.standin.flags import FlagError, parse_flags, unimplemented_warnings, usage, validate
+from tfs_standin import BANNER, VERSION
+from tfs_standin.flags import FlagError, parse_flags, unimplemented_warnings, usage, validate
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 
 def _setup_logging() -> None:
@@ -44,6 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     for warning in unimplemented_warnings(options):
         log.warning("%s", warning)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    from tfs_fleet.standin import server  # imports TensorFlow: only after the flags are good
+    from tfs_standin import server  # imports TensorFlow: only after the flags are good
 
     return server.run(options)

@@ -7,14 +7,7 @@ g3doc/serving_config.md ("load the version first, then point the label at it").
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-COLLECTIONS = Path(__file__).resolve().parents[2] / "collections"
-if str(COLLECTIONS) not in sys.path:
-    sys.path.insert(0, str(COLLECTIONS))
-
-from ansible_collections.tfs_fleet.common.plugins.filter.labels import (  # noqa: E402
+from ansible_collections.tfs_fleet.common.plugins.filter.labels import (
     config_labels,
     label_steps,
 )

@@ -4,7 +4,7 @@ It is NOT TensorFlow Serving. It speaks TF Serving's gRPC and REST APIs, takes t
 the same container contract, and loads real SavedModels with TensorFlow's session-based loader,
 so roles, playbooks and smoke tests can run where the official image cannot be pulled.
 
-Only ``tfs_fleet.standin.server`` and the modules it loads import TensorFlow; the flag parser and
+Only ``tfs_standin.server`` and the modules it loads import TensorFlow; the flag parser and
 the JSON helpers do not, so bad flags fail fast.
 """
 

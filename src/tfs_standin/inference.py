@@ -18,9 +18,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfs_fleet.standin import tensors
-from tfs_fleet.standin.errors import failed_precondition, internal, invalid_argument, unimplemented
-from tfs_fleet.standin.servable import Servable
+from tfs_standin import tensors
+from tfs_standin.errors import failed_precondition, internal, invalid_argument, unimplemented
+from tfs_standin.servable import Servable
 
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"

@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from tensorflow.core.protobuf import config_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin import inference, metrics, protos, warmup
-from tfs_fleet.standin.errors import ServingError
-from tfs_fleet.standin.flags import Options
-from tfs_fleet.standin.manager import ModelManager, VersionState
-from tfs_fleet.standin.servable import Servable, SessionSettings, error_from_exception
+from tfs_standin import inference, metrics, protos, warmup
+from tfs_standin.errors import ServingError
+from tfs_standin.flags import Options
+from tfs_standin.manager import ModelManager, VersionState
+from tfs_standin.servable import Servable, SessionSettings, error_from_exception
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 T = TypeVar("T")
 
 
@@ -156,6 +156,10 @@ class ServerCore:
             method_name_check=self.run_settings.method_name_check,
         )
 
+    def servable(self, spec: model_pb2.ModelSpec) -> Servable:
+        """The loaded SavedModel a request names (the manager holds what its loader built)."""
+        return cast(Servable, self.manager.resolve(spec))
+
     def predict(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
         require_model_spec(request)
         spec = request.model_spec
@@ -163,9 +167,7 @@ class ServerCore:
             "predict",
             entrypoint,
             spec,
-            lambda: inference.predict(
-                self.manager.resolve(spec), request, self.settings(timeout_ms)
-            ),
+            lambda: inference.predict(self.servable(spec), request, self.settings(timeout_ms)),
         )
 
     def classify(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
@@ -175,9 +177,7 @@ class ServerCore:
             "classify",
             entrypoint,
             spec,
-            lambda: inference.classify(
-                self.manager.resolve(spec), request, self.settings(timeout_ms)
-            ),
+            lambda: inference.classify(self.servable(spec), request, self.settings(timeout_ms)),
         )
 
     def regress(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
@@ -187,9 +187,7 @@ class ServerCore:
             "regress",
             entrypoint,
             spec,
-            lambda: inference.regress(
-                self.manager.resolve(spec), request, self.settings(timeout_ms)
-            ),
+            lambda: inference.regress(self.servable(spec), request, self.settings(timeout_ms)),
         )
 
     def multi_inference(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
@@ -200,7 +198,7 @@ class ServerCore:
             entrypoint,
             spec,
             lambda: inference.multi_inference(
-                self.manager.resolve(spec), request, self.settings(timeout_ms)
+                self.servable(spec), request, self.settings(timeout_ms)
             ),
         )
 
@@ -211,7 +209,7 @@ class ServerCore:
             "GetModelMetadata",
             entrypoint,
             spec,
-            lambda: inference.metadata(self.manager.resolve(spec), request),
+            lambda: inference.metadata(self.servable(spec), request),
         )
 
     def status(self, request: Any) -> get_model_status_pb2.GetModelStatusResponse:
@@ -224,7 +222,7 @@ class ServerCore:
 
     def input_infos(self, spec: model_pb2.ModelSpec, signature: str) -> dict[str, Any]:
         """Signature inputs for REST predict (HttpRestApiHandler::GetInfoMap)."""
-        servable = self.manager.resolve(spec)
+        servable = self.servable(spec)
         name = signature or inference.DEFAULT_SIGNATURE
         found = servable.signatures.get(name)
         if found is None:

@@ -10,13 +10,13 @@ from typing import Any
 import grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin import BANNER, grpc_api, protos, rest
-from tfs_fleet.standin.core import ServerCore
-from tfs_fleet.standin.errors import ServingError
-from tfs_fleet.standin.flags import Options
-from tfs_fleet.standin.manager import validate_config, validate_platforms
+from tfs_standin import BANNER, grpc_api, protos, rest
+from tfs_standin.core import ServerCore
+from tfs_standin.errors import ServingError
+from tfs_standin.flags import Options
+from tfs_standin.manager import validate_config, validate_platforms
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 
 class StartupError(RuntimeError):

@@ -26,11 +26,11 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfs_fleet.standin import json_api
-from tfs_fleet.standin.core import ServerCore
-from tfs_fleet.standin.errors import ServingError, http_status, invalid_argument
+from tfs_standin import json_api
+from tfs_standin.core import ServerCore
+from tfs_standin.errors import ServingError, http_status, invalid_argument
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 PREDICT_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -315,7 +315,7 @@ class _RestServer(ThreadingHTTPServer):
 
 
 def prometheus_path(core: ServerCore) -> str | None:
-    from tfs_fleet.standin import protos
+    from tfs_standin import protos
 
     if not core.options.monitoring_config_file:
         return None

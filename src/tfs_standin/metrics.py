@@ -51,14 +51,14 @@ class Metrics:
                 prom = name.replace("/", ":")
                 lines.append(f"# TYPE {prom} counter")
                 lines += [f"{prom}{{{_labels(k)}}} {v}" for k, v in sorted(series.items())]
-            for name, series in sorted(self._gauges.items()):
+            for name, gauges in sorted(self._gauges.items()):
                 prom = name.replace("/", ":")
                 lines.append(f"# TYPE {prom} gauge")
-                lines += [f"{prom}{{{_labels(k)}}} {v:g}" for k, v in sorted(series.items())]
-            for name, series in sorted(self._histograms.items()):
+                lines += [f"{prom}{{{_labels(k)}}} {v:g}" for k, v in sorted(gauges.items())]
+            for name, histograms in sorted(self._histograms.items()):
                 prom = name.replace("/", ":")
                 lines.append(f"# TYPE {prom} histogram")
-                for key, hist in sorted(series.items()):
+                for key, hist in sorted(histograms.items()):
                     base = _labels(key)
                     sep = "," if base else ""
                     total = 0.0

@@ -16,9 +16,9 @@ import grpc
 from tensorflow_serving.apis import model_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin.errors import ServingError, failed_precondition, invalid_argument, not_found
+from tfs_standin.errors import ServingError, failed_precondition, invalid_argument, not_found
 
-log = logging.getLogger("tfs_fleet.standin")
+log = logging.getLogger("tfs_standin")
 
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
@@ -231,14 +231,14 @@ class ModelManager:
                     if name not in wanted:
                         entry.configured = False
                 for name, model in wanted.items():
-                    entry = self._models.get(name)
-                    if entry is None or not entry.configured:
+                    known = self._models.get(name)
+                    if known is None or not known.configured:
                         new_models.append(name)
-                    if entry is None:
+                    if known is None:
                         self._models[name] = ModelEntry(config=model)
                     else:
-                        entry.config = model
-                        entry.configured = True
+                        known.config = model
+                        known.configured = True
             for name in list(self._models):
                 self._reconcile(name)
         self._wait_available(new_models, poll_wait_s)
@@ -277,10 +277,10 @@ class ModelManager:
                     pending.remove(name)
                     continue
                 latest = max(entry.versions, default=None)
-                if latest is not None and entry.versions[latest].error is not None:
+                error = None if latest is None else entry.versions[latest].error
+                if error is not None:
                     failures.append(
-                        f"{{name: {name} version: {latest}}} due to error: "
-                        f"{entry.versions[latest].error.message}"
+                        f"{{name: {name} version: {latest}}} due to error: {error.message}"
                     )
                     pending.remove(name)
             if failures:
@@ -357,8 +357,8 @@ class ModelManager:
             if version not in aspired and vs.state == END:
                 vs.may_reload = True
         for version in sorted(aspired):
-            vs = entry.versions.get(version)
-            if vs is None or (vs.state == END and (vs.error is None or vs.may_reload)):
+            known = entry.versions.get(version)
+            if known is None or (known.state == END and (known.error is None or known.may_reload)):
                 self._load(entry, version, on_disk[version])
         aspired_up = any(
             entry.versions[v].state == AVAILABLE for v in aspired if v in entry.versions

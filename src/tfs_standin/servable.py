@@ -19,8 +19,8 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow.python.client import pywrap_tf_session
 from tensorflow.python.util import deprecation
 
-from tfs_fleet.standin.errors import ServingError, code_from_number
-from tfs_fleet.standin.tensors import as_array
+from tfs_standin.errors import ServingError, code_from_number
+from tfs_standin.tensors import as_array
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from tfs_fleet.standin.errors import ServingError, invalid_argument
+from tfs_standin.errors import ServingError, invalid_argument
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_RECORDS = 1000

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 _F = descriptor_pb2.FieldDescriptorProto
 _POOL = descriptor_pool.Default()
-_FILE = "tfs_fleet/standin/tf_serving_configs.proto"
+_FILE = "tfs_standin/tf_serving_configs.proto"
 
 
 def _field(
