@@ -68,15 +68,17 @@ DEMO_MODELS := artifacts/models
 .PHONY: demo
 demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then the smoke-test table
 	@rm -f artifacts/timings.txt
-	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS)
+	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS) -e sandbox_lb=true
 	@if [ -d $(DEMO_MODELS)/half_plus_two/1 ]; then echo "demo model: $(DEMO_MODELS)/half_plus_two has versions $$(ls $(DEMO_MODELS)/half_plus_two | tr '\n' ' ')"; \
 	 else $(TIMED) export $(PY) scripts/export_model.py --demo half_plus_two --export-base $(DEMO_MODELS); fi
 	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml
 	@echo; echo "=== the sandbox hosts are SSH hosts: log in as Ansible does (unprivileged, sudo for root)"
 	@for n in $$(seq 1 $(SANDBOX_HOSTS)); do echo "  ssh -i artifacts/sandbox/sandbox/id_ed25519 -o UserKnownHostsFile=artifacts/sandbox/sandbox/known_hosts -p $$((18400+n)) ops@127.0.0.1"; done
-	@echo; echo "=== smoke test of every sandbox host (from this machine)"
+	@echo; echo "=== the fleet's front door (HAProxy on tfs-fleet-sandbox-lb, docs/lb.md)"
+	@echo "  gRPC 127.0.0.1:18500   REST http://127.0.0.1:18600"
+	@echo; echo "=== smoke test through the load balancer (first row) and of every sandbox host (from this machine)"
 	@v=$$(ls $(DEMO_MODELS)/half_plus_two | grep -E '^[0-9]+$$' | sort -n | tail -1); \
-	 args=$$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done); \
+	 args="--grpc 127.0.0.1:18500 --rest 127.0.0.1:18600 $$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done)"; \
 	 $(PY) scripts/smoke_test.py --manifest $(DEMO_MODELS)/half_plus_two/$$v/tfs_fleet_manifest.json --version $$v $$args
 	@$(MAKE) --no-print-directory timings
 
