@@ -203,6 +203,11 @@ def test_prometheus_metrics_on_configured_path(conformance_server: StandinProces
     assert "# TYPE :tensorflow:serving:request_count counter" in text
     assert ':tensorflow:serving:request_count{model_name="half_plus_two",status="OK"}' in text
     assert ":tensorflow:serving:request_latency_bucket{" in text
+    assert (
+        ':tensorflow:serving:request_latency_count{model_name="half_plus_two",API="predict",'
+        'entrypoint="REST"}'
+    ) in text
+    assert 'le="+Inf"}' in text
     assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="' in text
 
 
