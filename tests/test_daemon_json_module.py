@@ -108,9 +108,11 @@ def start_module(args: dict[str, Any], tmp_path: Path, tag: str) -> subprocess.P
     """Start the module file directly (as Ansible's AnsiballZ would run it), without waiting."""
     args_file = tmp_path / f"args-{tag}.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    # The module imports the collection's module_utils, as AnsiballZ packs them.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
     return subprocess.Popen(
         [sys.executable, str(MODULE), str(args_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
     )  # fmt: skip
 
 

@@ -254,5 +254,10 @@ def test_latest_policy_with_labels_on_more_versions_than_it_loads() -> None:
 
 
 def test_unrelated_variables_are_not_reported() -> None:
-    defined = ["ansible_host", "sandbox_published_grpc_port", "rollout_serial", "dockerfile"]
+    defined = [
+        "ansible_host",
+        "sandbox_published_grpc_port",
+        "rollout_serial",
+        "dockerfile",
+    ]
     assert preflight.unknown_variables(defined, [], ["docker", "tfserving"]) == []

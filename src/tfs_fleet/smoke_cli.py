@@ -259,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
                 "hosts": [r.to_doc() for r in reports],
                 "deadline_s": deadline_s,
                 "run_seconds": round(time.monotonic() - entered, 3),
+                # The fleet table and failure lines as the plain output prints them (the
+                # tfserving_verify role shows these: one implementation of the table).
+                "table": format_table(reports).splitlines(),
+                "failures": failure_lines(reports),
             }
             print(json.dumps(doc, indent=1))
         else:

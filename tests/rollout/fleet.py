@@ -229,8 +229,8 @@ class Fleet:
             "-e", f"tfserving_models_export_base={self.export_base}",
             "-e", f"tfserving_verify_export_base={self.export_base}",
             "-e", f"tfserving_image_archive_path={ARCHIVE}",
-            "-e", f"rollout_report_dir={self.runs_dir}",
-            "-e", f"rollout_run_id={run_id}",
+            "-e", f"tfserving_rollout_report_dir={self.runs_dir}",
+            "-e", f"tfserving_rollout_run_id={run_id}",
             "-e", "tfserving_verify_wait_seconds=60",
             *extra,
         ]  # fmt: skip

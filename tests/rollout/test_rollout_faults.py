@@ -46,7 +46,7 @@ from fleet import (
 
 GOOD_ANSWER = 2.5  # half_plus_two(1.0)
 # Converging and re-running need no canary: every host in one batch.
-ONE_BATCH = '{"rollout_serial": ["100%"]}'
+ONE_BATCH = '{"tfserving_rollout_serial": ["100%"]}'
 TIMINGS: dict[str, float] = {}
 # An undrain hook as a task file (the drain hook is a command): appends to a controller file.
 UNDRAIN_TASKS = """\
@@ -117,12 +117,12 @@ def test_good_model_rolls_out_under_load(fleet: Fleet, library: Path, tmp_path: 
     undrain = tmp_path / "undrain.yml"
     undrain.write_text(UNDRAIN_TASKS.format(marker=marker))
     hooks = {
-        "rollout_drain_command": [
+        "tfserving_rollout_drain_command": [
             "sh",
             "-c",
             f"echo drain {{{{ inventory_hostname }}}} >>{marker}",
         ],
-        "rollout_undrain_tasks": str(undrain),
+        "tfserving_rollout_undrain_tasks": str(undrain),
     }
     start = time.monotonic()
     with Load(HOSTS) as load:
@@ -283,7 +283,7 @@ def test_unreachable_host_mid_rollout(fleet: Fleet, library: Path) -> None:
     converge(fleet, library, [1, 2])
     fleet.set_exported([1, 2, 4], library)
     victim, other = HOSTS[2], HOSTS[1]
-    settings = '{"rollout_serial": [1, 2], "rollout_max_fail_percentage": 50}'
+    settings = '{"tfserving_rollout_serial": [1, 2], "tfserving_rollout_max_fail_percentage": 50}'
     record = fleet.runs_dir / "s3-unreachable" / "hosts" / f"{CANARY}.json"
     record.unlink(missing_ok=True)
     start = time.monotonic()

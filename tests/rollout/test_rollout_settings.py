@@ -28,7 +28,7 @@ def run(tmp_path: Path, settings: dict[str, object], canary: str = "gpu-a") -> s
     inventory.write_text(INVENTORY.format(canary=canary))
     proc = ansible_playbook(
         Path("playbooks/rollout.yml"), inventory, "-e", json.dumps(settings),
-        "-e", f"rollout_report_dir={tmp_path / 'runs'}", timeout=120,
+        "-e", f"tfserving_rollout_report_dir={tmp_path / 'runs'}", timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout[-2000:]
     assert "gpu-a" not in proc.stdout.split("PLAY RECAP", 1)[-1]  # never reached a host
@@ -38,13 +38,17 @@ def run(tmp_path: Path, settings: dict[str, object], canary: str = "gpu-a") -> s
 @pytest.mark.parametrize(
     ("settings", "needle"),
     [
-        ({"rollout_serial": [0]}, "rollout_serial must be a batch size"),
-        ({"rollout_serial": ["150%"]}, "got ['150%']"),
-        ({"rollout_max_fail_percentage": 101}, "rollout_max_fail_percentage"),
-        ({"rollout_steps": ["models", "reboot"]}, "rollout_steps a non-empty list"),
-        ({"rollout_drain_command": "lbctl drain"}, "argv lists"),
-        ({"rollout_drain_tasks": "/nonexistent/drain.yml"}, "/nonexistent/drain.yml is not a file"),
-        ({"rollout_steps": []}, "rollout_steps a non-empty list"),
+        ({"tfserving_rollout_serial": [0]}, "tfserving_rollout_serial: [0] is not accepted"),
+        ({"tfserving_rollout_serial": ["150%"]}, "tfserving_rollout_serial: ['150%'] is not"),
+        ({"tfserving_rollout_max_fail_percentage": 101}, "a whole number from 0 to 100"),
+        ({"tfserving_rollout_steps": ["models", "reboot"]}, "Got no match for: reboot"),
+        ({"tfserving_rollout_drain_command": "lbctl drain"}, "it accepts an argv list"),
+        (
+            {"tfserving_rollout_drain_tasks": "/nonexistent/drain.yml"},
+            "/nonexistent/drain.yml is not a file",
+        ),
+        ({"tfserving_rollout_steps": []}, "tfserving_rollout_steps: [] is not accepted"),
+        ({"tfserving_rollout_serail": [1]}, "did you mean tfserving_rollout_serial?"),
     ],
 )
 def test_bad_setting_fails_before_any_host(

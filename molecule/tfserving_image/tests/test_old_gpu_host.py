@@ -31,7 +31,6 @@ def test_output_facts_point_at_the_built_image(host):
     assert out["source"] == "build"
     assert out["ref"] == RUNTIME
     assert out["id"] == host.check_output("docker image inspect --format '{{.Id}}' %s", RUNTIME)
-    assert out["previous_id"] == ""
 
 
 def test_both_stages_built_with_the_recipe_hash(host):

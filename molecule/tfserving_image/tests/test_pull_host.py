@@ -29,7 +29,6 @@ def test_output_facts(host):
     assert facts["ref"] == REF
     assert facts["id"] == probe_id()
     assert facts["source"] == "pull"
-    assert facts["previous_id"] == ""
 
 
 def test_login_stored_for_the_registry_named_in_the_repository(host):

@@ -34,8 +34,6 @@ ROLE_FACTS = frozenset(
         "nvidia_driver_reboot_required",
         "tfserving_image_ref",
         "tfserving_image_id",
-        "tfserving_image_previous_id",
-        "tfserving_image_previous_ref",
         "tfserving_image_source_effective",
         "tfserving_models_served",
         "tfserving_models_config_file",
@@ -402,6 +400,45 @@ def check_docker(p: Problems, values: Mapping[str, Any]) -> None:
     _abs_path(p, values, "nvidia_container_toolkit_daemon_json_path")
 
 
+ROLLOUT_BATCH_RE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
+ROLLOUT_STEPS = ("image", "models", "serving")
+
+
+def check_rollout(p: Problems, values: Mapping[str, Any]) -> None:
+    serial = values.get("tfserving_rollout_serial")
+    if serial is not None:
+        sizes = serial if isinstance(serial, list) else [serial]
+        if not sizes or any(
+            isinstance(s, bool) or not ROLLOUT_BATCH_RE.match(str(s)) for s in sizes
+        ):
+            p.add(
+                "tfserving_rollout_serial",
+                serial,
+                "a batch size or a non-empty list of them: whole numbers from 1 or "
+                "percentages such as '25%' up to '100%' (set it with -e: Ansible reads it "
+                "before any host variable)",
+            )
+    fail = as_int(values.get("tfserving_rollout_max_fail_percentage", 0))
+    if fail is None or not 0 <= fail <= 100:
+        p.add(
+            "tfserving_rollout_max_fail_percentage",
+            values.get("tfserving_rollout_max_fail_percentage"),
+            "a whole number from 0 to 100",
+        )
+    steps = values.get("tfserving_rollout_steps")
+    if steps is not None and (
+        not isinstance(steps, list) or not steps or any(s not in ROLLOUT_STEPS for s in steps)
+    ):
+        p.add("tfserving_rollout_steps", steps, f"a non-empty list of {', '.join(ROLLOUT_STEPS)}")
+    for name in ("tfserving_rollout_drain_command", "tfserving_rollout_undrain_command"):
+        value = values.get(name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            p.add(name, value, "an argv list of strings (empty: no command)")
+    _int_at_least(p, values, "tfserving_rollout_rollback_wait_seconds", 1)
+
+
 def unknown_variables(
     defined: Iterable[str], known: Iterable[str], prefixes: Iterable[str]
 ) -> list[str]:
@@ -428,6 +465,7 @@ CHECKS = {
     "tfserving_models": check_models,
     "tfserving_image": check_image,
     "tfserving_verify": check_verify,
+    "tfserving_rollout": check_rollout,
 }
 
 

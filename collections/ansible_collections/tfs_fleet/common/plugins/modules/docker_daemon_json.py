@@ -88,22 +88,27 @@ changed_keys:
 """
 
 import copy
-import errno
-import fcntl
-import json
 import math
 import os
-import stat
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
+    JsonFileError,
+    lock,
+    read,
+    render,
+    same,
+    write_atomically,
+)
+from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
+    parse_object as parse,
+)
 
 DEFAULT_NEW_MODE = 0o644
 
-
-class DaemonJsonError(Exception):
-    """A problem with the file or the settings; the message names it and the fix."""
+# Problems with the file or the settings; the message names it and the fix.
+DaemonJsonError = JsonFileError
 
 
 def merge(existing: Any, wanted: Any) -> Any:
@@ -124,40 +129,6 @@ def apply(config: dict, settings: dict, remove: list[str]) -> dict:
     return result
 
 
-def same(left: Any, right: Any) -> bool:
-    """JSON equality that tells types apart: ``1`` is not ``true`` and ``1`` is not ``1.0``."""
-    if type(left) is not type(right):
-        return False
-    if isinstance(left, dict):
-        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
-    if isinstance(left, list):
-        return len(left) == len(right) and all(same(a, b) for a, b in zip(left, right))  # noqa: B905 (Python 3.8 hosts)
-    return left == right
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (dockerd refuses it)")
-
-
-def parse(text: str, path: str) -> dict:
-    """Parse daemon.json strictly (no NaN/Infinity, an object at the top)."""
-    if not text.strip():
-        return {}
-    try:
-        current = json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as err:
-        raise DaemonJsonError(
-            f"{path} is not valid JSON ({err}); it was left unchanged. "
-            "Fix or remove the file, then run again."
-        ) from err
-    if not isinstance(current, dict):
-        raise DaemonJsonError(
-            f"{path} holds a JSON {type(current).__name__}, not an object; "
-            "it was left unchanged. Fix or remove the file, then run again."
-        )
-    return current
-
-
 def check_finite(value: Any, where: str) -> None:
     """Refuse NaN and infinities in the settings: JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -170,10 +141,6 @@ def check_finite(value: Any, where: str) -> None:
             check_finite(item, f"{where}[{index}]")
 
 
-def render(config: dict) -> str:
-    return json.dumps(config, indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
 def parse_mode(mode: str | None) -> int | None:
     if mode is None:
         return None
@@ -184,47 +151,6 @@ def parse_mode(mode: str | None) -> int | None:
     if not 0 <= value <= 0o7777:
         raise DaemonJsonError(f"mode {mode!r} is not an octal file mode such as '0644'")
     return value
-
-
-def lock(path: str) -> int:
-    """Take an exclusive lock next to ``path`` (held until the process ends or the fd closes)."""
-    directory = os.path.dirname(path) or "."
-    lock_path = os.path.join(directory, f".{os.path.basename(path)}.tfs-fleet.lock")
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(lock_path, flags, 0o600)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise DaemonJsonError(
-                f"{lock_path} is a symbolic link; remove it, then run again"
-            ) from err
-        raise
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def write_atomically(path: str, text: str, mode: int) -> None:
-    """Write a unique temp file (O_EXCL: never follows a link), fsync, chmod, rename over path."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp_path = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.lexists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def main() -> None:
@@ -290,17 +216,6 @@ def run(
         )
     finally:
         os.close(fd)
-
-
-def read(path: str) -> tuple[str, int | None]:
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return "", None
-    if not stat.S_ISREG(info.st_mode):
-        raise DaemonJsonError(f"{path} is not a regular file; it was left unchanged")
-    with open(path, encoding="utf-8") as handle:
-        return handle.read(), stat.S_IMODE(info.st_mode)
 
 
 def finish(
