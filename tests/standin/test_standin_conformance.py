@@ -208,6 +208,10 @@ def test_prometheus_metrics_on_configured_path(conformance_server: StandinProces
         'entrypoint="REST"}'
     ) in text
     assert 'le="+Inf"}' in text
+    # Every REST request is counted, a GET of an unknown version's status too (http_server.cc).
+    http("GET", f"{conformance_server.url}/v1/models/{MODEL}/versions/999")
+    _, after = http("GET", f"{conformance_server.url}/monitoring/prometheus/metrics")
+    assert f':tensorflow:serving:request_count{{model_name="{MODEL}",status="NOT_FOUND"}}' in after
     assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="' in text
 
 

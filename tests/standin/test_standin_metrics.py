@@ -87,11 +87,12 @@ def test_rest_records_every_request_with_the_urls_method() -> None:
     m.record_request("m", "classify", "REST", "OK", 5.0)
     m.record_request("m", "GetModelMetadata", "REST", "OK", 5.0)
     m.record_request("m", "predict", "REST", "NOT_FOUND", 5.0)
+    m.record_request("m", "GetModelStatus", "REST", "NOT_FOUND", 5.0)
     _, samples = parse(m.render())
     apis = {s[1]["API"] for s in samples if s[0] == ":tensorflow:serving:request_latency_count"}
     assert apis == {"classify", ""}
     counts = {s[1]["status"]: s[2] for s in samples if s[0] == ":tensorflow:serving:request_count"}
-    assert counts == {"OK": 2, "NOT_FOUND": 1}
+    assert counts == {"OK": 2, "NOT_FOUND": 2}
 
 
 def test_grpc_metadata_and_multi_inference_record_nothing() -> None:

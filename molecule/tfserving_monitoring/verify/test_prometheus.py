@@ -106,6 +106,17 @@ def test_request_counter_rises_with_smoke_traffic() -> None:
         assert exc.code == 404
     else:
         raise AssertionError("version 999 answered")
+    # And a Predict with a string where the model takes floats: INVALID_ARGUMENT.
+    bad = urllib.request.Request(
+        f"http://127.0.0.1:{PORT_BASE + 101}/v1/models/half_plus_two:predict",
+        data=b'{"instances": [["not a number"]]}', method="POST",
+    )  # fmt: skip
+    try:
+        urllib.request.urlopen(bad, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 400
+    else:
+        raise AssertionError("a string Predict answered")
     # Each smoke test sends gRPC Predict (counted by TF Serving) and REST requests (all counted).
     after = wait_for("the request counter to rise", lambda: _requests() >= start + 5 or None, 90)
     assert after
