@@ -11,8 +11,8 @@ from ansible_collections.tfs_fleet.common.plugins.filter.monitoring import (
     drift_models_text,
     drift_serving_text,
     image_cuda_version,
+    policy_versions,
     scrape_targets,
-    served_versions,
     serving_container,
 )
 
@@ -44,11 +44,11 @@ def test_models_text_lists_published_served_latest_and_labels() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_served_versions_follow_the_version_policy() -> None:
-    assert served_versions({"wanted": [1, 2, 3], "latest_count": 2}) == [2, 3]
-    assert served_versions({"wanted": [1, 3], "version_policy": "specific"}) == [1, 3]
+def test_policy_versions_follow_the_version_policy() -> None:
+    assert policy_versions({"wanted": [1, 2, 3], "latest_count": 2}) == [2, 3]
+    assert policy_versions({"wanted": [1, 3], "version_policy": "specific"}) == [1, 3]
     with pytest.raises(AnsibleFilterError, match="unknown version_policy"):
-        served_versions({"name": "m", "wanted": [1], "version_policy": "newest"})
+        policy_versions({"name": "m", "wanted": [1], "version_policy": "newest"})
 
 
 def test_serving_text_with_gpu_and_escaping() -> None:

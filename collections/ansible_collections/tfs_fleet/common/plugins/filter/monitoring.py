@@ -61,7 +61,7 @@ def _versions(model: Mapping[str, Any], key: str) -> list[int]:
         ) from exc
 
 
-def served_versions(model: Mapping[str, Any]) -> list[int]:
+def policy_versions(model: Mapping[str, Any]) -> list[int]:
     """What TF Serving serves of the published versions: latest N (default 1), all, specific."""
     published = _versions(model, "wanted")
     policy = model.get("version_policy") or "latest"
@@ -85,7 +85,7 @@ def drift_models_text(plan: Sequence[Mapping[str, Any]]) -> str:
             _sample("tfs_fleet_model_version_published", {"model": name, "version": v}, 1)
             for v in _versions(model, "wanted")
         ]
-        versions = served_versions(model)
+        versions = policy_versions(model)
         served += [
             _sample("tfs_fleet_model_version_served", {"model": name, "version": v}, 1)
             for v in versions
@@ -291,7 +291,7 @@ class FilterModule:
             "drift_models_text": drift_models_text,
             "drift_serving_text": drift_serving_text,
             "image_cuda_version": image_cuda_version,
-            "served_versions": served_versions,
+            "policy_versions": policy_versions,
             "serving_container": serving_container,
             "scrape_targets": scrape_targets,
         }
