@@ -6,6 +6,7 @@
 #   ssh, ssh-keygen  the SSH connection to every host, the sandbox's own key pair
 #   debootstrap      the test-host and stand-in images when no registry answers
 #   make, git        the build itself
+#   promtool         checks and unit-tests the alert rules and scrape config (Debian: prometheus)
 # On Debian/Ubuntu as root the missing ones are installed with apt-get; anywhere else the script
 # stops with one message that names everything missing and the command that installs it.
 #
@@ -14,7 +15,7 @@
 # Exit codes: 0 everything present (or installed), 1 something missing, 2 bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 CHECK=0
 for arg in "$@"; do
   case "$arg" in
@@ -27,7 +28,7 @@ done
 log() { printf 'ensure_controller_tools: %s\n' "$*" >&2; }
 
 # command:Debian package
-TOOLS="make:make git:git rsync:rsync ssh:openssh-client ssh-keygen:openssh-client debootstrap:debootstrap"
+TOOLS="make:make git:git rsync:rsync ssh:openssh-client ssh-keygen:openssh-client debootstrap:debootstrap promtool:prometheus"
 missing=()
 for pair in $TOOLS; do
   cmd=${pair%%:*} pkg=${pair##*:}

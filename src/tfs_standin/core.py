@@ -97,7 +97,8 @@ class ServerCore:
             raise
         if count:
             micros = (time.monotonic() - started) * 1e6
-            self.metrics.observe(metrics.WARMUP_LATENCY, {"model_path": servable.path}, micros)
+            records = count // max(1, self.options.num_request_iterations_for_warmup)
+            self.metrics.record_warmup(servable.path, "OK", micros, records)
             log.info(
                 "Finished reading warmup data for model at %s: %d requests", servable.path, count
             )
@@ -139,15 +140,8 @@ class ServerCore:
             status = grpc.StatusCode.UNKNOWN.name
             raise error_from_exception(exc) from exc
         finally:
-            labels = {"model_name": spec.name}
-            self.metrics.count(metrics.REQUEST_COUNT, {**labels, "status": status})
-            if status == "OK":
-                micros = (time.monotonic() - started) * 1e6
-                self.metrics.observe(
-                    metrics.REQUEST_LATENCY,
-                    {**labels, "API": api, "entrypoint": entrypoint},
-                    micros,
-                )
+            micros = (time.monotonic() - started) * 1e6
+            self.metrics.record_request(spec.name, api, entrypoint, status, micros)
 
     def settings(self, timeout_ms: int) -> inference.RunSettings:
         return inference.RunSettings(

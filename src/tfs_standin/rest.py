@@ -115,7 +115,9 @@ class RestApi:
 
     def _status(self, spec: model_pb2.ModelSpec) -> str:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)
-        return _proto_json(self.core.status(request), False)
+        # http_server.cc counts every REST request, a GET of the status too.
+        response = self.core.call("GetModelStatus", "REST", spec, lambda: self.core.status(request))
+        return _proto_json(response, False)
 
     def _metadata(self, spec: model_pb2.ModelSpec) -> str:
         request = get_model_metadata_pb2.GetModelMetadataRequest(

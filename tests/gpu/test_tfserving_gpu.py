@@ -110,6 +110,23 @@ def test_per_gpu_cdi_containers_from_detection_with_memory_controls(
         assert container["env"]["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
 
 
+def test_every_container_serves_prometheus_metrics_by_default(
+    report: tuple[int, dict[str, Any]],
+) -> None:
+    """TF Serving's metrics are on by default in every container, per-GPU ones included: the
+    monitoring config (prometheus_config) is passed and its directory is mounted."""
+    for host in ("cdi-host", "cdi-per-gpu", "runtime-per-gpu", "cpu-host"):
+        containers = _containers(report[1], host)
+        assert containers, host
+        for container in containers:
+            assert (
+                "--monitoring_config_file=/etc/tfs-fleet/monitoring.config"
+                in (container["command"])
+            ), (host, container["name"])
+            targets = {m["target"]: m for m in container["mounts"]}
+            assert targets["/etc/tfs-fleet"]["read_only"] is True, (host, container["name"])
+
+
 def test_runtime_mode_sets_nvidia_visible_devices_per_container(
     report: tuple[int, dict[str, Any]],
 ) -> None:

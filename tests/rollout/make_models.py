@@ -9,6 +9,10 @@ bad:N    y = 0.5x + 3 exported as half_plus_two version N; its manifest keeps th
          checks and must be stopped by the gate
 big:N:MB the demo with an MB-sized file under assets/ (listed in the manifest), so that a
          throttled transfer takes long enough to be killed midway
+slow:N   y = 0.5x + 2 like the demo (same answers, the smoke test passes) with a fixed amount of
+         extra work per request: SLOW_ITERATIONS tanh(m @ w) steps on 128x128 float32 (w a
+         variable, so nothing is folded away), added to the output at a scale that float32 rounds
+         to nothing; deterministically slower, for the rollout's metric gate
 """
 
 from __future__ import annotations
@@ -35,6 +39,26 @@ class _HalfPlusThree(tf.Module):
 
     def __call__(self, x: Any) -> Any:
         return self.a * x + self.b
+
+
+SLOW_ITERATIONS = 150
+
+
+class _SlowHalfPlusTwo(tf.Module):
+    def __init__(self) -> None:
+        super().__init__(name="slow_half_plus_two")
+        self.a = tf.Variable(0.5)
+        self.b = tf.Variable(2.0)
+        self.w = tf.Variable(tf.random.stateless_uniform([128, 128], seed=[12, 7]) / 64.0)
+
+    def __call__(self, x: Any) -> Any:
+        def body(i: Any, m: Any) -> tuple[Any, Any]:
+            return i + 1, tf.tanh(tf.matmul(m, self.w))
+
+        _, m = tf.while_loop(
+            lambda i, m: i < SLOW_ITERATIONS, body, [tf.constant(0), tf.ones([128, 128])]
+        )
+        return self.a * x + self.b + 1e-30 * tf.reduce_mean(m)
 
 
 def _manifest(version_dir: Path) -> dict[str, Any]:
@@ -81,6 +105,17 @@ def big(base: Path, version: int, megabytes: int) -> Path:
     return path
 
 
+def slow(base: Path, version: int) -> Path:
+    module = _SlowHalfPlusTwo()
+    spec = tf.TensorSpec([None, 1], tf.float32)
+    source = ModelSource(root=module, call=module.__call__, input_spec=spec, description="slow")
+    path = _export(base, source, version)
+    manifest = _manifest(path)
+    manifest["source"] = f"slow on purpose: y = 0.5x + 2 after {SLOW_ITERATIONS} 128x128 matmuls"
+    _write_manifest(path, manifest)
+    return path
+
+
 def main(argv: list[str]) -> int:
     base = Path(argv[0])
     for spec in argv[1:]:
@@ -89,6 +124,8 @@ def main(argv: list[str]) -> int:
             path = good(base, int(version))
         elif kind == "bad":
             path = bad(base, int(version))
+        elif kind == "slow":
+            path = slow(base, int(version))
         elif kind == "big":
             path = big(base, int(version), int(rest[0]))
         else:

@@ -203,6 +203,15 @@ def test_prometheus_metrics_on_configured_path(conformance_server: StandinProces
     assert "# TYPE :tensorflow:serving:request_count counter" in text
     assert ':tensorflow:serving:request_count{model_name="half_plus_two",status="OK"}' in text
     assert ":tensorflow:serving:request_latency_bucket{" in text
+    assert (
+        ':tensorflow:serving:request_latency_count{model_name="half_plus_two",API="predict",'
+        'entrypoint="REST"}'
+    ) in text
+    assert 'le="+Inf"}' in text
+    # Every REST request is counted, a GET of an unknown version's status too (http_server.cc).
+    http("GET", f"{conformance_server.url}/v1/models/{MODEL}/versions/999")
+    _, after = http("GET", f"{conformance_server.url}/monitoring/prometheus/metrics")
+    assert f':tensorflow:serving:request_count{{model_name="{MODEL}",status="NOT_FOUND"}}' in after
     assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="' in text
 
 

@@ -38,6 +38,21 @@ def test_models_mounted_read_only(host):
     assert mounts["/models"]["RW"] is False
 
 
+def test_prometheus_metrics_on_the_rest_port(host):
+    """TF Serving's metrics are on by default: the monitoring config asks for Prometheus at
+    TF Serving's own path, and the server answers there inside the host (REST port 8501)."""
+    assert "--monitoring_config_file=/etc/tfs-fleet/monitoring.config" in inspect(host)["Args"]
+    config = host.file("/etc/tfs-fleet/monitoring.config").content_string
+    assert "enable: true" in config and 'path: "/monitoring/prometheus/metrics"' in config
+    bound = inspect(host)["HostConfig"]["PortBindings"]["8501/tcp"][0]["HostIp"]
+    address = "127.0.0.1" if bound in ("", "0.0.0.0") else bound
+    page = host.check_output(
+        f"curl -sf --max-time 10 http://{address}:8501/monitoring/prometheus/metrics"
+    )
+    assert "# TYPE :tensorflow:serving:request_count counter" in page
+    assert "# TYPE :tensorflow:serving:request_latency histogram" in page
+
+
 def test_ports_published(host):
     ports = inspect(host)["HostConfig"]["PortBindings"]
     assert ports["8500/tcp"][0]["HostPort"] == "8500"

@@ -1,0 +1,159 @@
+#!/usr/bin/python
+# Copyright: tfs-fleet developers
+# Apache License 2.0
+"""Write a node exporter textfile-collector file atomically, with a change timestamp."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: textfile_metrics
+short_description: Write a .prom file for node exporter's textfile collector, atomically
+version_added: "0.1.0"
+description:
+  - Writes O(content) (Prometheus text format) to O(path) through a temporary file in the same
+    directory whose name does not end in C(.prom) (the collector reads only C(*.prom)), flushed
+    and renamed over O(path), so a scrape sees the old file or the new one, never a part.
+  - With O(timestamp_metric), the file also carries that gauge, set to the time of the write.
+    It is left out when the file is compared, so the file (and its timestamp) changes only when
+    O(content) does. An unchanged host reports no change, and the timestamp says when the
+    last converge changed what the host serves.
+options:
+  path:
+    description: The .prom file.
+    type: path
+    required: true
+  content:
+    description: Prometheus text (the tfs_fleet.common drift filters render it).
+    type: str
+    required: true
+  timestamp_metric:
+    description: Name of the gauge holding the Unix time of the last change; empty for none.
+    type: str
+    default: ""
+  mode:
+    description: Octal mode of the file.
+    type: str
+    default: "0644"
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+author:
+  - tfs-fleet developers
+"""
+
+EXAMPLES = r"""
+- name: Publish what this host serves
+  tfs_fleet.common.textfile_metrics:
+    path: /var/lib/prometheus/node-exporter/tfs_fleet_models.prom
+    content: "{{ plan | tfs_fleet.common.drift_models_text }}"
+    timestamp_metric: tfs_fleet_models_last_change_timestamp_seconds
+"""
+
+RETURN = r"""
+timestamp:
+  description: The timestamp the file carries (0 without O(timestamp_metric)).
+  returned: always
+  type: float
+"""
+
+import os
+import re
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def strip_timestamp(text: str, metric: str) -> str:
+    """The text without the timestamp gauge's HELP/TYPE lines and samples."""
+    if not metric:
+        return text
+    pattern = re.compile(
+        rf"^(# (HELP|TYPE) {re.escape(metric)} .*|{re.escape(metric)}(\{{.*\}})? .*)$"
+    )
+    return "".join(line for line in text.splitlines(True) if not pattern.match(line.rstrip("\n")))
+
+
+def render(content: str, metric: str, now: float) -> str:
+    body = content if content.endswith("\n") or not content else content + "\n"
+    if not metric:
+        return body
+    return (
+        body
+        + f"# HELP {metric} Unix time of the last converge that changed this file.\n"
+        + f"# TYPE {metric} gauge\n"
+        + f"{metric} {now:.3f}\n"
+    )
+
+
+def read_timestamp(text: str, metric: str) -> float:
+    match = re.search(rf"^{re.escape(metric)} (\S+)$", text, flags=re.MULTILINE) if metric else None
+    try:
+        return float(match.group(1)) if match else 0.0
+    except ValueError:
+        return 0.0
+
+
+def write_atomically(path: str, data: str, mode: int) -> None:
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "content": {"type": "str", "required": True},
+            "timestamp_metric": {"type": "str", "default": ""},
+            "mode": {"type": "str", "default": "0644"},
+        },
+        supports_check_mode=True,
+    )
+    path = module.params["path"]
+    content = module.params["content"]
+    metric = module.params["timestamp_metric"]
+    try:
+        mode = int(module.params["mode"], 8)
+    except ValueError:
+        module.fail_json(msg=f"mode {module.params['mode']!r} is not an octal file mode")
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        module.fail_json(msg=f"{os.path.dirname(path)}: no such directory for {path}")
+    old = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            old = handle.read()
+    wanted_body = render(content, "", 0)
+    same = os.path.exists(path) and strip_timestamp(old, metric) == wanted_body
+    mode_ok = os.path.exists(path) and (os.stat(path).st_mode & 0o7777) == mode
+    if same and mode_ok:
+        module.exit_json(changed=False, timestamp=read_timestamp(old, metric))
+    now = read_timestamp(old, metric) if same else round(time.time(), 3)
+    new = render(content, metric, now)
+    if not module.check_mode:
+        if same:
+            os.chmod(path, mode)
+        else:
+            write_atomically(path, new, mode)
+    module.exit_json(
+        changed=True,
+        timestamp=now,
+        diff={"before": old, "after": new, "before_header": path, "after_header": path},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""tfs_fleet.common.textfile_metrics run by Ansible: atomic write, timestamp moves only with a
+change, check mode, no temporary file that the collector could read (*.prom)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def run(path: Path, content: str, *extra: str) -> dict:
+    args = json.dumps(
+        {"path": str(path), "content": content, "timestamp_metric": "t_last_change_seconds"}
+    )
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m",
+         "tfs_fleet.common.textfile_metrics", "-a", args,
+         "-e", f"ansible_python_interpreter={sys.executable}", *extra],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+             "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json"},
+    )  # fmt: skip
+    assert proc.returncode in (0, 2), proc.stderr
+    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
+
+
+def test_write_then_unchanged_then_changed(tmp_path: Path) -> None:
+    path = tmp_path / "drift.prom"
+    first = run(path, "# TYPE a gauge\na 1\n")
+    assert first["changed"] is True
+    text = path.read_text()
+    assert text.startswith("# TYPE a gauge\na 1\n") and "\nt_last_change_seconds " in text
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    again = run(path, "# TYPE a gauge\na 1\n")
+    assert again["changed"] is False and path.read_text() == text
+    assert again["timestamp"] == first["timestamp"]
+    checked = run(path, "# TYPE a gauge\na 2\n", "--check")
+    assert checked["changed"] is True and path.read_text() == text
+    changed = run(path, "# TYPE a gauge\na 2\n")
+    assert changed["changed"] is True and changed["timestamp"] >= first["timestamp"]
+    assert "a 2\n" in path.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.prom"]
+
+
+def test_missing_directory_fails_naming_it(tmp_path: Path) -> None:
+    result = run(tmp_path / "absent" / "x.prom", "a 1\n")
+    assert result["failed"] is True
+    assert "no such directory" in result["msg"]
