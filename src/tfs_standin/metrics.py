@@ -127,10 +127,8 @@ class Metrics:
                     continue
                 series = self._counters.get(name) or self._gauges.get(name) or {}
                 lines.append(f"# TYPE {prom} {kinds[name]}")
-                lines += [
-                    f"{prom}{{{_labels(k)}}} {int(v) if kinds[name] == 'counter' else format(v, 'g')}"
-                    for k, v in sorted(series.items())
-                ]
+                as_text = int if kinds[name] == "counter" else (lambda v: format(v, "g"))
+                lines += [f"{prom}{{{_labels(k)}}} {as_text(v)}" for k, v in sorted(series.items())]
         return "\n".join(lines) + "\n"
 
     # ---- what TF Serving records, where it records it ---------------------------------------
