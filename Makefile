@@ -21,7 +21,8 @@ include $(sort $(wildcard mk/*.mk))
 # Tests table). The order is this list, not the names of the mk/*.mk files.
 TEST_STAGES := check test-molecule-docker test-molecule-nvidia_container_toolkit \
   test-pytest-docker test-molecule-tfserving_image test-molecule-nvidia_driver \
-  test-molecule-tfserving test-molecule-site test-rollout
+  test-molecule-tfserving test-molecule-tfserving_lb test-molecule-tfserving_monitoring \
+  test-molecule-site test-metric-gate test-lb test-rollout
 # pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
 # much time; `test-pytest-docker` the rest, except the rollout's fleet tests (test-rollout).
 CHECK_MARKS := not docker and not slow
@@ -140,7 +141,7 @@ test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test 
 	  $(TIMED) pytest-check $(BIN)/pytest -q -p no:cacheprovider -m "$(CHECK_MARKS)" tests
 
 .PHONY: test-pytest-docker
-test-pytest-docker: venv images standin-image ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
+test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
 	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider -m "$(DOCKER_MARKS)" tests
 
 .PHONY: test-unit

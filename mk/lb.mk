@@ -3,7 +3,6 @@
 # the role's template, health check, runtime-API module and graceful reload on a real HAProxy
 # (this machine's package) in front of in-process servers, then the proof on a 3-host sandbox
 # fleet behind an LB host (TFS_FLEET_SANDBOX=lbt). docs/lb.md.
-TEST_STAGES += test-lb test-molecule-tfserving_lb
 
 .PHONY: lb-tools
 lb-tools: ## Install HAProxy on the controller for the LB tests (apt-get as root, when missing)
@@ -13,8 +12,8 @@ lb-tools: ## Install HAProxy on the controller for the LB tests (apt-get as root
 	@haproxy -v | head -1
 
 .PHONY: test-lb
-test-lb: venv lb-tools images standin-archive ## LB: template, health check, drain/undrain, reload, load client; sandbox proof
-	$(TIMED) lb $(BIN)/pytest -q -p no:cacheprovider tests/lb
+test-lb: venv lb-tools images standin-archive ## LB proof on a sandbox fleet behind HAProxy (the unit and local-HAProxy tests run in check / pytest-docker)
+	$(TIMED) lb $(BIN)/pytest -q -p no:cacheprovider -m fleet tests/lb
 
 test-molecule-tfserving_lb: standin-archive lb-tools
 

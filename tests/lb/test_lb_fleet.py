@@ -30,6 +30,9 @@ from tfs_fleet.load import Load, LoadSpec
 
 from helpers import BIN, REPO, docker, require_docker_image
 
+# A sandbox fleet of its own behind the LB: the test-lb stage runs it (not check, not pytest-docker).
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
+
 FLEET = "lbt"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
 LB = f"tfs-fleet-{FLEET}-lb"

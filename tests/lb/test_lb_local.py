@@ -17,6 +17,9 @@ from toolkit_serving_server import Serving, load_model
 from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy
 from tfs_fleet.load import Load, LoadSpec
 
+# A real HAProxy in front of in-process servers: seconds per test (pytest-docker stage).
+pytestmark = pytest.mark.slow
+
 MODEL = "half_plus_two"
 REST, GRPC = "tfs_rest", "tfs_grpc"
 
