@@ -14,10 +14,19 @@ export PYTHONUNBUFFERED := 1
 TIMED := scripts/timed
 SANDBOX_HOSTS ?= 2
 
-# Test stages; each mk/*.mk adds its own to TEST_STAGES.
-TEST_STAGES := test-lint test-unit test-molecule-docker
-
 include $(sort $(wildcard mk/*.mk))
+
+# `make test` runs `check` first (lint, type check, every test that needs no Docker: a few
+# minutes), then the slow stages, fastest first and slowest last (measured times: README's
+# Tests table). The order is this list, not the names of the mk/*.mk files.
+TEST_STAGES := check test-molecule-docker test-molecule-nvidia_container_toolkit \
+  test-pytest-docker test-molecule-tfserving_image test-molecule-nvidia_driver \
+  test-molecule-tfserving test-molecule-tfserving_lb test-molecule-tfserving_monitoring \
+  test-molecule-site test-metric-gate test-lb test-rollout
+# pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
+# much time; `test-pytest-docker` the rest, except the rollout's fleet tests (test-rollout).
+CHECK_MARKS := not docker and not slow
+DOCKER_MARKS := (docker or slow) and not fleet
 
 .PHONY: help
 help: ## List the targets
@@ -60,15 +69,17 @@ DEMO_MODELS := artifacts/models
 .PHONY: demo
 demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then the smoke-test table
 	@rm -f artifacts/timings.txt
-	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS)
+	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS) -e sandbox_lb=true
 	@if [ -d $(DEMO_MODELS)/half_plus_two/1 ]; then echo "demo model: $(DEMO_MODELS)/half_plus_two has versions $$(ls $(DEMO_MODELS)/half_plus_two | tr '\n' ' ')"; \
 	 else $(TIMED) export $(PY) scripts/export_model.py --demo half_plus_two --export-base $(DEMO_MODELS); fi
 	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml
 	@echo; echo "=== the sandbox hosts are SSH hosts: log in as Ansible does (unprivileged, sudo for root)"
 	@for n in $$(seq 1 $(SANDBOX_HOSTS)); do echo "  ssh -i artifacts/sandbox/sandbox/id_ed25519 -o UserKnownHostsFile=artifacts/sandbox/sandbox/known_hosts -p $$((18400+n)) ops@127.0.0.1"; done
-	@echo; echo "=== smoke test of every sandbox host (from this machine)"
+	@echo; echo "=== the fleet's front door (HAProxy on tfs-fleet-sandbox-lb, docs/lb.md)"
+	@echo "  gRPC 127.0.0.1:18500   REST http://127.0.0.1:18600"
+	@echo; echo "=== smoke test through the load balancer (first row) and of every sandbox host (from this machine)"
 	@v=$$(ls $(DEMO_MODELS)/half_plus_two | grep -E '^[0-9]+$$' | sort -n | tail -1); \
-	 args=$$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done); \
+	 args="--grpc 127.0.0.1:18500 --rest 127.0.0.1:18600 $$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done)"; \
 	 $(PY) scripts/smoke_test.py --manifest $(DEMO_MODELS)/half_plus_two/$$v/tfs_fleet_manifest.json --version $$v $$args
 	@$(MAKE) --no-print-directory timings
 
@@ -78,29 +89,63 @@ demo-down: venv ## Remove the sandbox fleet
 
 ## ---- tests ---------------------------------------------------------------------------------
 .PHONY: test
-test: venv images ## Run every check: lint, unit tests, molecule scenarios
+test: venv images ## Run every check: `check` first, then the Docker stages, the slowest last
 	@rm -f artifacts/timings.txt
-	@rc=0; for s in $(TEST_STAGES); do $(MAKE) --no-print-directory $$s || { rc=1; echo "stage $$s failed"; }; done; \
+	@rc=0; for s in $(TEST_STAGES); do $(MAKE) --no-print-directory IN_TEST=1 $$s || { rc=1; echo "stage $$s failed"; }; done; \
 	  $(MAKE) --no-print-directory timings; exit $$rc
+
+# lint runs beside the type check and pytest (its output is printed when it ends): on 2 cores
+# that takes about a minute off the stage.
+.PHONY: check
+check: venv ## Fast feedback, no Docker: lint, type check, every test not marked docker or slow
+	$(if $(IN_TEST),,@rm -f artifacts/timings.txt)
+	@mkdir -p artifacts; rc=0; \
+	  { $(MAKE) --no-print-directory test-lint >artifacts/check-lint.log 2>&1; echo $$? >artifacts/check-lint.rc; } & \
+	  for s in test-typecheck test-pytest-check; do $(MAKE) --no-print-directory $$s || { rc=1; echo "stage $$s failed"; }; done; \
+	  wait; cat artifacts/check-lint.log; \
+	  [ "$$(cat artifacts/check-lint.rc)" = 0 ] || { rc=1; echo "stage test-lint failed"; }; \
+	  $(if $(IN_TEST),,$(MAKE) --no-print-directory timings;) exit $$rc
 
 .PHONY: timings
 timings:
 	@echo; echo "=== stage timings"; cat artifacts/timings.txt 2>/dev/null || true
 
 .PHONY: lint
-lint: venv ## yamllint, ansible-lint (production profile), ruff, syntax check
+lint: style typecheck ## Every static check: style (below) and mypy
+
+.PHONY: style
+style: venv ## yamllint, ansible-lint (production profile), ruff, syntax check
 	$(BIN)/yamllint -s .
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-playbook -i inventories/sandbox --syntax-check site.yml
 
+.PHONY: typecheck
+typecheck: venv ## mypy over src/ and the collection's plugins (settings: pyproject.toml)
+	$(BIN)/mypy src
+	$(BIN)/mypy -p ansible_collections.tfs_fleet.common.plugins
+
 .PHONY: test-lint
 test-lint: venv
-	$(TIMED) lint $(MAKE) --no-print-directory lint
+	$(TIMED) lint $(MAKE) --no-print-directory style
+
+.PHONY: test-typecheck
+test-typecheck: venv
+	$(TIMED) typecheck $(MAKE) --no-print-directory typecheck
+
+# DOCKER_HOST points nowhere: a test that needs Docker but lacks the marker fails here.
+.PHONY: test-pytest-check
+test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test that needs no Docker
+	DOCKER_HOST=unix:///nonexistent/tfs-fleet-check.sock \
+	  $(TIMED) pytest-check $(BIN)/pytest -q -p no:cacheprovider -m "$(CHECK_MARKS)" tests
+
+.PHONY: test-pytest-docker
+test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
+	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider -m "$(DOCKER_MARKS)" tests
 
 .PHONY: test-unit
-test-unit: venv ## pytest: unit tests and tests that need only Docker
+test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them via check and pytest-docker)
 	$(TIMED) pytest $(BIN)/pytest -q $(wildcard tests/test_*.py)
 
 .PHONY: test-molecule-%

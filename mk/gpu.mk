@@ -1,6 +1,5 @@
 # GPU host roles (issue 6): nvidia_driver, nvidia_container_toolkit and the CUDA gate.
 # The molecule stages use the Makefile's test-molecule-% rule (molecule test -s <scenario>).
-TEST_STAGES += test-gpu-unit test-molecule-nvidia_driver test-molecule-nvidia_container_toolkit
 
 .PHONY: test-gpu-unit
 # tests/gpu also runs nvidia_driver on a throwaway systemd container with a fake HGX / Secure Boot

@@ -2,7 +2,6 @@
 # role against the local engine (pull tags, digest, login with a loopback registry, the CUDA
 # gate refusing and switching to a build, Dockerfile rendering), then its molecule scenario
 # (archive shipped once and loaded, async two-stage build on a fake old GPU host).
-TEST_STAGES += test-image test-molecule-tfserving_image
 
 .PHONY: test-image
 test-image: venv images ## tfserving_image: unit tests and check-mode role runs (tests/image)

@@ -5,7 +5,6 @@
 # Prometheus on 127.0.0.1:28590): every target up through the real Prometheus API, the request
 # counter rising with smoke traffic, the drift metrics, every dashboard query. `make demo` adds a
 # monitoring host to the demo fleet (Prometheus on 127.0.0.1:19090; the monitoring play prints it).
-TEST_STAGES += test-monitoring test-molecule-tfserving_monitoring
 
 .PHONY: test-monitoring
 test-monitoring: venv controller-tools ## Monitoring: alert rule unit tests (promtool), dashboard queries, drift filters
@@ -15,7 +14,6 @@ test-molecule-tfserving_monitoring: standin-archive
 
 # The rollout's metric gate proven on a fleet of its own (TFS_FLEET_SANDBOX=mon): a slower
 # version rolled back under load with the p99 figure in the report, a good one passing.
-TEST_STAGES += test-metric-gate
 
 .PHONY: test-metric-gate
 test-metric-gate: venv images standin-archive ## Metric gate: slow canary rolled back under load, good one passes, drift skew

@@ -3,7 +3,6 @@
 # air-gapped `archive` path) and what the serving scenarios load.
 STANDIN_ARCHIVE := artifacts/images/serving-standin.tar
 export TFS_FLEET_STANDIN_ARCHIVE := $(abspath $(STANDIN_ARCHIVE))
-TEST_STAGES += test-molecule-tfserving test-molecule-site
 
 .PHONY: standin-archive
 standin-archive: standin-image ## docker save the stand-in image (only when its ID changed)

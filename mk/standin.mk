@@ -1,6 +1,5 @@
 ## ---- serving stand-in (issue 4) -------------------------------------------------------------
 # The TF-Serving-compatible CPU stand-in (NOT TensorFlow Serving): image and tests.
-TEST_STAGES += test-standin
 
 .PHONY: standin-image
 standin-image: docker-engine ## Build tfs-fleet/serving-standin (cached; FORCE=1 rebuilds)

@@ -1,5 +1,4 @@
 # Python toolkit (issue 3): SavedModel export, TF Serving client, smoke test. See docs/toolkit.md.
-TEST_STAGES += test-toolkit
 
 .PHONY: test-toolkit
 test-toolkit: venv ## pytest tests/toolkit: export (real TF), client, smoke test vs in-process server

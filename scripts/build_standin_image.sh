@@ -10,7 +10,7 @@
 # Everything lands in one layer (images/standin/Dockerfile).
 #
 # Cached: the image is rebuilt only when its recipe changes (this script, images/standin/*,
-# src/tfs_fleet/standin/*; label tfs-fleet.recipe) or with --force; the debootstrap'ed base and
+# src/tfs_standin/*, src/tfs_wire/*; label tfs-fleet.recipe) or with --force; the debootstrap'ed base and
 # the wheelhouse are kept under .cache/standin/ (git-ignored).
 #
 # Environment: TFS_FLEET_STANDIN_IMAGE (default tfs-fleet/serving-standin),
@@ -31,16 +31,16 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 IMAGE=${TFS_FLEET_STANDIN_IMAGE:-tfs-fleet/serving-standin}
-VERSION=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' src/tfs_fleet/standin/__init__.py)
+VERSION=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' src/tfs_standin/__init__.py)
 CACHE=$ROOT/.cache/standin
 SUITE=bookworm
 PACKAGES=python3
 BASE_RECIPE="base-v1 $SUITE $PACKAGES"
 log() { printf 'build_standin_image: %s\n' "$*" >&2; }
-[ -n "$VERSION" ] || { log "cannot read VERSION from src/tfs_fleet/standin/__init__.py"; exit 1; }
+[ -n "$VERSION" ] || { log "cannot read VERSION from src/tfs_standin/__init__.py"; exit 1; }
 command -v docker >/dev/null || { log "docker is missing: run 'make docker-engine'"; exit 2; }
 
-recipe=$( { cat "$0" images/standin/* src/tfs_fleet/__init__.py src/tfs_fleet/standin/*.py; } \
+recipe=$( { cat "$0" images/standin/* src/tfs_standin/*.py src/tfs_wire/*.py; } \
   | sha256sum | cut -c1-16)
 if [ "$FORCE" = 0 ] \
    && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE:latest" 2>/dev/null) \
@@ -112,9 +112,10 @@ if command -v strip >/dev/null; then
 else
   log "strip (binutils) is missing: the image keeps its debug symbols (~170 MB more)"
 fi
-mkdir -p "$site/tfs_fleet/standin" "$rootfs/models"
-cp src/tfs_fleet/__init__.py src/tfs_fleet/py.typed "$site/tfs_fleet/"
-cp src/tfs_fleet/standin/*.py "$site/tfs_fleet/standin/"
+# The stand-in's own package and the wire table it shares with the controller (tfs_wire).
+mkdir -p "$site/tfs_standin" "$site/tfs_wire" "$rootfs/models"
+cp src/tfs_standin/*.py src/tfs_standin/py.typed "$site/tfs_standin/"
+cp src/tfs_wire/*.py src/tfs_wire/py.typed "$site/tfs_wire/"
 install -m 0755 images/standin/tf_serving_entrypoint.sh images/standin/tensorflow_model_server \
   "$rootfs/usr/bin/"
 cp images/standin/Dockerfile "$ctx/"
@@ -126,7 +127,7 @@ docker build -q --label "tfs-fleet.recipe=$recipe" --label "tfs-fleet.standin-ve
   -t "$IMAGE:latest" -t "$IMAGE:$VERSION" "$ctx" >/dev/null
 # Smoke check: TensorFlow imports and the reference-style load path works in the image.
 docker run --rm --entrypoint python3 "$IMAGE:latest" -c \
-  'import tensorflow as tf, tfs_fleet.standin.server; print("tensorflow", tf.__version__)' \
+  'import tensorflow as tf, tfs_standin.server; print("tensorflow", tf.__version__)' \
   >"$workdir/smoke.log" 2>&1 || { tail -n 20 "$workdir/smoke.log" >&2; log "smoke check failed"; exit 1; }
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE:latest" | awk '{printf "%.0f MB", $1/1e6}')
 log "built $IMAGE:latest and :$VERSION in $(( $(date +%s) - start )) s ($size, recipe $recipe)"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -19,6 +21,21 @@ SYSTEMD_FLAGS = [
     "--security-opt", "seccomp=unconfined", "--cgroupns=host",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
 ]  # fmt: skip
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25
+) -> Any:
+    """Poll predicate() until it returns a truthy value and return that value; after timeout
+    seconds fail, naming what was awaited and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -60,13 +77,46 @@ def write_inventory(path: Path, hosts: Sequence[str], group: str = "gpu_servers"
 
 
 def ansible_playbook(
-    playbook: str | Path, inventory: Path, *args: str, timeout: int = 600
+    playbook: str | Path,
+    inventory: str | Path,
+    *args: str,
+    timeout: int = 600,
+    env: Mapping[str, str] | None = None,
+    json_report: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    """The one way tests run ansible-playbook: the venv's, with the project's ansible.cfg, from
+    the repository root, bounded in time. ``json_report`` selects the ansible.posix.json
+    callback (parse it with playbook_report); ``env`` adds or overrides variables."""
+    program = BIN / "ansible-playbook"
+    if not program.exists():
+        raise AssertionError(f"{program} is missing: run `make venv` first")
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if json_report:
+        full_env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    full_env.update(env or {})
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout,
+        [str(program), "-i", str(inventory), str(playbook), *args],
+        capture_output=True, text=True, cwd=REPO, env=full_env, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def report_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The JSON report of a json_report run; fails with the run's stderr when there is none."""
+    try:
+        report: dict[str, Any] = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(
+            f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+        ) from None
+    return report
+
+
+def playbook_report(
+    playbook: str | Path, inventory: str | Path, *args: str, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    """ansible_playbook with the JSON callback: (exit code, report)."""
+    proc = ansible_playbook(playbook, inventory, *args, json_report=True, **kwargs)
+    return proc.returncode, report_of(proc)
 
 
 def recap_changed(output: str) -> dict[str, int]:

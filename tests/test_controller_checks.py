@@ -15,7 +15,7 @@ from ansible_collections.tfs_fleet.common.plugins.filter.paths import (
     versions_in,
 )
 
-from helpers import BIN, REPO
+from helpers import BIN, REPO, ansible_playbook
 
 
 def found(*paths: str) -> list[dict[str, str]]:
@@ -125,13 +125,9 @@ def preflight_run(
         "          ansible_host: 127.0.0.1\n          ansible_port: 9\n"
         "          ansible_user: ops\n" + host_vars
     )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    if path is not None:
-        env["PATH"] = path
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "site.yml")],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=180,
-    )  # fmt: skip
+    return ansible_playbook(
+        REPO / "site.yml", inventory, timeout=180, env={"PATH": path} if path is not None else {}
+    )
 
 
 def test_controller_preflight_names_missing_programs_before_any_host(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import BIN, REPO
 
 
@@ -152,6 +154,7 @@ def test_a_link_at_the_old_temp_name_is_never_followed(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"debug": True}
 
 
+@pytest.mark.slow
 def test_mode_is_applied_to_a_new_file_and_enforced_on_an_existing_one(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     rc, result = run_module({"path": str(path), "settings": {"debug": True}, "mode": "0600"})

@@ -212,6 +212,12 @@ def test_rollout_models_list_pins_the_versions_and_labels_served_before() -> Non
     ]
 
 
+def test_rollout_models_list_from_a_record_without_labels_keeps_the_fitting_ones() -> None:
+    models = [{"name": "m", "labels": {"stable": 1, "canary": 2}, "version_policy": "all"}]
+    back = deployment.rollout_models_list(models, {"models": {"m": [1]}})
+    assert back[0]["labels"] == {"stable": 1} and back[0]["versions"] == [1]
+
+
 def test_hosts_flagged() -> None:
     hostvars = {"a": {"f": True}, "b": {}, "c": {"f": False}}
     assert deployment.hosts_flagged(["a", "b", "c", "d"], hostvars, "f") == ["a"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,11 @@ MANIFEST = "tfs_fleet_manifest.json"
 def run(args: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    # As Ansible ships it: the module with the collection's module_utils importable.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
     proc = subprocess.run(
         [sys.executable, str(MODULE), str(args_file)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc.returncode, json.loads(proc.stdout)
@@ -168,3 +171,22 @@ def test_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
         {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": "0" * 64}, tmp_path
     )
     assert rc != 0 and "differs from the controller's manifest" in out["msg"]
+
+
+def test_check_mode_verifies_but_publishes_nothing(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, digest = stage(models)
+    args = {"staging": str(staging), "dest": str(models / "1"), "manifest_sha256": digest}
+    rc, out = run({**args, "_ansible_check_mode": True}, tmp_path)
+    assert rc == 0 and out["changed"] is True and out["verified_files"] == 2
+    assert staging.is_dir() and not (models / "1").exists()
+    (staging / "saved_model.pb").write_bytes(b"graph!")
+    rc, out = run({**args, "_ansible_check_mode": True}, tmp_path)
+    assert rc == 1 and "size differs: saved_model.pb" in out["msg"]
+
+
+def test_a_numeric_staging_name_is_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, _digest = stage(models, name="7")
+    rc, out = run({"staging": str(staging), "dest": str(models / "8")}, tmp_path)
+    assert rc == 1 and "numeric name: TF Serving would load it" in out["msg"]

@@ -4,12 +4,11 @@ here with bash: a hostile model name stays data, never shell code."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from helpers import BIN, REPO
+from helpers import REPO, ansible_playbook
 
 
 def rendered_healthcheck(tmp_path: Path, model_name: str) -> list[str]:
@@ -24,17 +23,14 @@ def rendered_healthcheck(tmp_path: Path, model_name: str) -> list[str]:
             }]
         )
     )  # fmt: skip
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    extra = json.dumps({"tfserving_model_name": model_name})
+    callback = {
         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
     }
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook),
-         "-e", json.dumps({"tfserving_model_name": model_name})],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
-    )  # fmt: skip
+    proc = ansible_playbook(
+        playbook, "localhost,", "-c", "local", "-e", extra, timeout=120, env=callback
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out: dict[str, Any] = json.loads(proc.stdout)
     host = out["plays"][0]["tasks"][0]["hosts"]["localhost"]

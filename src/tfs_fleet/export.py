@@ -205,7 +205,7 @@ def load_model_fn(spec: str) -> Callable[[], Any]:
         raise UsageError(
             f"--model-fn {spec!r}: module {module_name!r} has no function {func_name!r}"
         )
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 def _resolve_checkpoint(path: Path) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,23 +37,12 @@ def iter_files(root: Path) -> Iterator[Path]:
 
 
 def file_checksums(root: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's files table. Read back, on the host or in tests, by the one check:
+    the collection's module_utils/model_manifest.py (model_version_publish)."""
     return {
         p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "size": p.stat().st_size}
         for p in iter_files(root)
     }
-
-
-def verify_checksums(version_dir: Path, files: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Differences between a version directory and a manifest's file list (empty if none)."""
-    problems = []
-    actual = file_checksums(version_dir)
-    for rel, meta in sorted(files.items()):
-        if rel not in actual:
-            problems.append(f"missing file {rel}")
-        elif actual[rel]["sha256"] != meta.get("sha256"):
-            problems.append(f"sha256 differs for {rel}")
-    problems.extend(f"unexpected file {rel}" for rel in sorted(set(actual) - set(files)))
-    return problems
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfs_fleet.protos import tensor_pb2, tensor_shape_pb2, types_pb2
+from tfs_wire.dtypes import DTYPES
 
 
 class TensorCodecError(ValueError):
@@ -29,26 +30,10 @@ class _DType:
     field: str  # typed repeated field of TensorProto
 
 
-def _dt(name: str, np_type: Any, field: str) -> _DType:
-    return _DType(getattr(types_pb2, name), np.dtype(np_type), field)
-
-
-_DTYPES: tuple[_DType, ...] = (
-    _dt("DT_FLOAT", np.float32, "float_val"),
-    _dt("DT_DOUBLE", np.float64, "double_val"),
-    _dt("DT_HALF", np.float16, "half_val"),
-    _dt("DT_INT8", np.int8, "int_val"),
-    _dt("DT_INT16", np.int16, "int_val"),
-    _dt("DT_INT32", np.int32, "int_val"),
-    _dt("DT_INT64", np.int64, "int64_val"),
-    _dt("DT_UINT8", np.uint8, "int_val"),
-    _dt("DT_UINT16", np.uint16, "int_val"),
-    _dt("DT_UINT32", np.uint32, "uint32_val"),
-    _dt("DT_UINT64", np.uint64, "uint64_val"),
-    _dt("DT_BOOL", np.bool_, "bool_val"),
-    _dt("DT_COMPLEX64", np.complex64, "scomplex_val"),
-    _dt("DT_COMPLEX128", np.complex128, "dcomplex_val"),
-    _dt("DT_STRING", np.object_, "string_val"),
+_DTYPES: tuple[_DType, ...] = tuple(
+    _DType(types_pb2.DataType.Value(name), np.dtype(spec.numpy), spec.field)
+    for name, spec in DTYPES.items()
+    if spec.numpy is not None
 )
 _BY_ENUM = {d.enum: d for d in _DTYPES}
 _BY_NUMPY = {d.numpy: d for d in _DTYPES if d.enum != types_pb2.DT_STRING}
@@ -57,6 +42,11 @@ _BY_NUMPY = {d.numpy: d for d in _DTYPES if d.enum != types_pb2.DT_STRING}
 def dtype_name(enum: int) -> str:
     """``types_pb2`` enum value -> its name, e.g. 1 -> 'DT_FLOAT'."""
     return str(types_pb2.DataType.Name(enum))
+
+
+def typed_field(enum: int) -> str:
+    """The TensorProto field TF Serving writes a dtype's values to, e.g. DT_INT32 -> 'int_val'."""
+    return DTYPES[dtype_name(enum)].field
 
 
 def numpy_dtype_for(dt_name: str) -> np.dtype[Any]:

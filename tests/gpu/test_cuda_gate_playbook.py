@@ -2,48 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from helpers import playbook_report
+
 GATE_DIR = Path(__file__).resolve().parent / "gate"
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
 def _run(*extra: str) -> tuple[int, dict[str, Any]]:
-    if not ANSIBLE_PLAYBOOK.exists():
-        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-    )
-    proc = subprocess.run(
-        [
-            str(ANSIBLE_PLAYBOOK),
-            "-i",
-            str(GATE_DIR / "inventory.yml"),
-            str(GATE_DIR / "playbook.yml"),
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr}")
+    return playbook_report(
+        GATE_DIR / "playbook.yml", GATE_DIR / "inventory.yml", *extra, timeout=180,
+        env={"ANSIBLE_PYTHON_INTERPRETER": sys.executable},
+    )  # fmt: skip
 
 
 def _host_results(report: dict[str, Any], task_name: str) -> dict[str, dict[str, Any]]:

@@ -7,17 +7,21 @@ Fixtures follow NVIDIA's documented PCI identities (vendor 0x10de; GPUs class 0x
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import REPO, docker, systemd_container, write_inventory
+from helpers import (
+    ansible_playbook,
+    docker,
+    playbook_report,
+    systemd_container,
+    write_inventory,
+)
+
+pytestmark = pytest.mark.docker
 
 PLAY = """\
 - name: nvidia_driver in check mode
@@ -64,20 +68,15 @@ def _run(host: tuple[str, Path], tmp_path: Path, *extra: str) -> tuple[int, dict
     _, inventory = host
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAY)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         str(playbook), "--check", "-e", "nvidia_driver_allow_eol_branch=true", *extra],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return playbook_report(
+        playbook,
+        inventory,
+        "--check",
+        "-e",
+        "nvidia_driver_allow_eol_branch=true",
+        *extra,
+        timeout=300,
+    )
 
 
 def _task(report: dict[str, Any], prefix: str, host: str) -> dict[str, Any]:
@@ -198,12 +197,9 @@ def test_persistence_mode_drop_in_for_ubuntus_unit(host: tuple[str, Path], tmp_p
     docker("exec", name, "sh", "-c", f"cat >{unit} <<'X'\n{UBUNTU_UNIT}X\nsystemctl daemon-reload")
     playbook = tmp_path / "persistenced.yml"
     playbook.write_text(PERSISTENCED_PLAY)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         str(playbook), "-e", "nvidia_driver_installed_version=",
-         "-e", "nvidia_driver_container=true"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
+    proc = ansible_playbook(
+        playbook, inventory, "-e", "nvidia_driver_installed_version=",
+        "-e", "nvidia_driver_container=true", timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
     shown = docker(

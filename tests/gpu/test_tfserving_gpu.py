@@ -6,17 +6,15 @@ Nothing is created: docker_container runs in check mode; hosts are aliases of lo
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from helpers import REPO, require_docker_image
+from helpers import playbook_report, require_docker_image
+
+pytestmark = pytest.mark.docker
 
 PROBE = "tfs-fleet/probe:latest"
 PLAY = "- hosts: all\n  gather_facts: false\n  roles: [tfserving]\n"
@@ -69,20 +67,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any
     inventory.write_text(yaml.safe_dump({"all": {"vars": common, "hosts": hosts}}))
     playbook = base / "play.yml"
     playbook.write_text(PLAY)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         str(playbook), "--check"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return playbook_report(playbook, inventory, "--check", timeout=300)
 
 
 def _containers(report: dict[str, Any], host: str) -> list[dict[str, Any]]:

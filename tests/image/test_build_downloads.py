@@ -43,6 +43,7 @@ def _files(base: Path, name: str) -> dict[str, str]:
     return {p: (context / p).read_text() for p in ("devel/Dockerfile", "build.sh")}
 
 
+@pytest.mark.slow
 def test_downloads_are_checked_against_the_pinned_sha256(
     rendered: tuple[Path, int, dict[str, Any]],
 ) -> None:

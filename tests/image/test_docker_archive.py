@@ -133,6 +133,7 @@ def test_missing_and_non_tar_files(tmp_path: Path) -> None:
         read_archive(str(junk))
 
 
+@pytest.mark.docker
 def test_real_docker_save_matches_the_engine(tmp_path: Path) -> None:
     """The ID read from a real `docker save` equals what `docker image inspect` reports."""
     image = "tfs-fleet/probe:latest"

@@ -10,16 +10,15 @@ docker SDK (the container has no package lists), after the decision this test re
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import REPO, docker, systemd_container, write_inventory
+from helpers import REPO, docker, playbook_report, systemd_container, write_inventory
+
+pytestmark = pytest.mark.docker
 
 FACT = {
     "gpu_present": True,
@@ -43,20 +42,15 @@ def gpu_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
 
 
 def _decision(playbook: str, inventory: Path, host: str, *extra: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-    }
-    proc = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory),
-         str(REPO / playbook), "--check", "-e", "tfserving_image_version=2.19.0", *extra],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
-    )  # fmt: skip
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    _, report = playbook_report(
+        REPO / playbook,
+        inventory,
+        "--check",
+        "-e",
+        "tfserving_image_version=2.19.0",
+        *extra,
+        timeout=300,
+    )
     for play in report["plays"]:
         for task in play["tasks"]:
             if task["task"]["name"].endswith(DECISION) and host in task["hosts"]:

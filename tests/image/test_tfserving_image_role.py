@@ -9,8 +9,6 @@ build, the archive path and bad input.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +18,9 @@ import pytest
 import yaml
 from fake_registry import fake_registry
 
-from helpers import REPO, docker, require_docker_image
+from helpers import ansible_playbook, docker, report_of, require_docker_image
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 DIGEST = "sha256:" + "ab" * 32
 PRIVATE_REPO = "registry.example.internal:5000/ml/tensorflow-serving"
 PROBE = "tfs-fleet/probe:latest"
@@ -42,22 +39,11 @@ def write_inventory(path: Path, hosts: dict[str, dict[str, Any]]) -> Path:
 def run_playbook(
     playbook: Path, inventory: Path, *args: str, json_output: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    if not ANSIBLE_PLAYBOOK.exists():
-        pytest.fail(f"{ANSIBLE_PLAYBOOK} is missing: run `make venv` first")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    return subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False,
-    )  # fmt: skip
+    return ansible_playbook(playbook, inventory, *args, timeout=300, json_report=json_output)
 
 
 def parse(proc: subprocess.CompletedProcess[str]) -> Report:
-    try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        pytest.fail(f"no JSON from ansible-playbook (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return report_of(proc)
 
 
 def results(report: Report, prefix: str) -> dict[str, dict[str, Any]]:
@@ -114,6 +100,7 @@ def check_run(
     return proc.returncode, parse(proc)
 
 
+@pytest.mark.docker
 def test_cpu_host_pulls_the_cpu_tag(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     assert module_name_arg(report, "Pull ", "cpu-host") == "tensorflow/serving:2.19.0"
@@ -124,6 +111,7 @@ def test_cpu_host_pulls_the_cpu_tag(check_run: tuple[int, Report]) -> None:
     assert report["stats"]["cpu-host"]["failures"] == 0
 
 
+@pytest.mark.docker
 def test_gpu_host_pulls_the_gpu_tag_after_the_gate(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     assert module_name_arg(report, "Pull ", "gpu-host") == "tensorflow/serving:2.19.0-gpu"
@@ -133,6 +121,7 @@ def test_gpu_host_pulls_the_gpu_tag_after_the_gate(check_run: tuple[int, Report]
     assert shown.startswith("gpu-host runs tensorflow/serving:2.19.0-gpu (")
 
 
+@pytest.mark.docker
 def test_digest_pins_the_image_by_content(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     assert module_name_arg(report, "Pull ", "digest-host") == f"{PRIVATE_REPO}@{DIGEST}"
@@ -140,6 +129,7 @@ def test_digest_pins_the_image_by_content(check_run: tuple[int, Report]) -> None
     assert "digest-host" not in results(report, "Log in to the registry")
 
 
+@pytest.mark.docker
 def test_gate_refuses_an_image_the_old_driver_cannot_run(check_run: tuple[int, Report]) -> None:
     rc, report = check_run
     assert rc == 2  # some hosts failed (this one, the bad-input ones, the missing stand-in)
@@ -155,6 +145,7 @@ def test_gate_refuses_an_image_the_old_driver_cannot_run(check_run: tuple[int, R
     assert "old-gpu-fail" not in results(report, "Record the image")
 
 
+@pytest.mark.docker
 def test_gate_switches_an_old_driver_to_a_cuda_9_build(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     gate = results(report, "Report the gate's decision")["old-gpu-build"]["msg"]
@@ -173,6 +164,7 @@ def test_gate_switches_an_old_driver_to_a_cuda_9_build(check_run: tuple[int, Rep
     assert "old-gpu-build" not in results(report, "Start the build")
 
 
+@pytest.mark.docker
 def test_archive_already_on_the_host_ships_nothing(
     check_run: tuple[int, Report], probe_archive: tuple[Path, str]
 ) -> None:
@@ -186,6 +178,7 @@ def test_archive_already_on_the_host_ships_nothing(
     assert report["stats"]["archive-host"]["failures"] == 0
 
 
+@pytest.mark.docker
 def test_standin_on_the_host_is_used_as_it_is(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     require_docker_image(STANDIN)
@@ -198,6 +191,7 @@ def test_standin_on_the_host_is_used_as_it_is(check_run: tuple[int, Report]) -> 
     assert gate == "host standin-host has no NVIDIA GPU: the CUDA gate does not apply"
 
 
+@pytest.mark.docker
 def test_missing_standin_says_how_to_ship_it(check_run: tuple[int, Report]) -> None:
     _, report = check_run
     failed = results(report, "Check that the stand-in image is on the host")["standin-missing"]
@@ -206,6 +200,7 @@ def test_missing_standin_says_how_to_ship_it(check_run: tuple[int, Report]) -> N
     assert "tfserving_image_archive_path" in failed["msg"]
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize(
     ("host", "words"),
     [
@@ -235,6 +230,7 @@ def test_bad_input_fails_first_naming_the_variable(
         assert word in failed[0]
 
 
+@pytest.mark.docker
 def test_login_uses_the_vault_password_and_never_logs_it(tmp_path: Path) -> None:
     password = "tfsf-S3cret-9f4b2c"
     with fake_registry("tfsf-puller", password) as (registry, seen):

@@ -26,6 +26,9 @@ from typing import Any
 
 import pytest
 
+# A sandbox fleet of its own with Prometheus: the test-metric-gate stage runs it.
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FLEET = "mon"

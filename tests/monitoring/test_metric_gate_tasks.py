@@ -19,6 +19,9 @@ import pytest
 
 from helpers import REPO
 
+# ansible-playbook runs against a fake Prometheus on loopback (pytest-docker stage).
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 FIGURES = {"canary-h": {"requests": 400, "errors": 0, "p99_ms": 5.0},
            "base-h": {"requests": 800, "errors": 0, "p99_ms": 4.0}}  # fmt: skip

@@ -25,7 +25,8 @@ from helpers import BIN, REPO, docker, recap_changed, require_docker_image
 FLEET = "rollout"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
 CANARY = HOSTS[0]
-GRPC_BASE, REST_BASE, SSH_BASE = 39500, 39600, 39400
+# Below the kernel's ephemeral range (32768-60999): an outgoing connection can never hold them.
+GRPC_BASE, REST_BASE, SSH_BASE = 30500, 30600, 30400
 # The rollout fleet is the sandbox's sudo-password flavour: Ansible logs in over SSH as the
 # unprivileged login user, and sudo asks for that user's password, which comes from a vault file
 # whose password comes from a file (as many fleets run it).
@@ -291,15 +292,6 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
-
-def wait_for(predicate: Any, seconds: float, poll: float = 0.2) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return False
 
 
 def iter_hosts_but(*excluded: str) -> Iterator[str]:

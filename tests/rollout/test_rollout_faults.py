@@ -41,8 +41,11 @@ from fleet import (
     standin_image_id,
     state,
     wait_available,
-    wait_for,
 )
+
+from helpers import wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
 GOOD_ANSWER = 2.5  # half_plus_two(1.0)
 # Converging and re-running need no canary: every host in one batch.
@@ -291,10 +294,12 @@ def test_unreachable_host_mid_rollout(fleet: Fleet, library: Path) -> None:
     proc = subprocess.Popen(args, cwd=REPO, env=env(), text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        assert wait_for(
+        wait_for(
             lambda: record.is_file() and json.loads(record.read_text())["status"] == "updated",
             240,
-        ), "the canary batch did not finish"
+            "the canary batch to finish",
+            interval=0.2,
+        )
         docker("pause", victim)
         with Load([CANARY, other]) as load:
             output, _ = proc.communicate(timeout=300)
@@ -359,7 +364,7 @@ def test_sync_killed_mid_transfer_never_serves_a_partial_version(
             )
             return int(out.strip() or 0)
 
-        assert wait_for(lambda: staged_bytes() > 2_000_000, 240), "the transfer never started"
+        wait_for(lambda: staged_bytes() > 2_000_000, 240, "the transfer to start", interval=0.2)
     finally:
         kill_group(proc)
     partial = staged_bytes()

@@ -62,7 +62,7 @@ def http(
 
 
 class StandinProcess:
-    """python -m tfs_fleet.standin in a subprocess, logging to a file."""
+    """python -m tfs_standin in a subprocess, logging to a file."""
 
     def __init__(self, args: list[str], log_path: Path, rest_port: int) -> None:
         self.args = args
@@ -81,7 +81,7 @@ class StandinProcess:
         env = {**os.environ, "PYTHONPATH": str(SRC), "TF_CPP_MIN_LOG_LEVEL": "2"}
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tfs_fleet.standin", *self.args],
+                [sys.executable, "-m", "tfs_standin", *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -124,25 +124,13 @@ class StandinProcess:
 def run_cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(SRC), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
-        [sys.executable, "-m", "tfs_fleet.standin", *args],
+        [sys.executable, "-m", "tfs_standin", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env,
         check=False,
     )
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll predicate() until it returns a truthy value (bounded); fail naming what."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
 
 
 def status_states(url: str, model: str) -> dict[int, str]:

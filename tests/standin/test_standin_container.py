@@ -16,10 +16,12 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from standin_helpers import REPO, half_plus_two_base, http, reference_models, wait_for
+from standin_helpers import REPO, half_plus_two_base, http, reference_models
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tfs_fleet.standin import VERSION
+from tfs_standin import VERSION
+
+from helpers import wait_for
 
 IMAGE = os.environ.get("TFS_FLEET_STANDIN_IMAGE", "tfs-fleet/serving-standin")
 pytestmark = pytest.mark.docker

@@ -121,6 +121,7 @@ def b64(raw: bytes) -> dict[str, str]:
 
 
 # ---- DT_STRING outputs: util/json_tensor_test.cc FromJsonSingleBytesTensor ----------------------
+@pytest.mark.slow
 def test_rest_string_outputs_row_format(served: tuple[StandinProcess, int]) -> None:
     """json_tensor_test.cc FromJsonSingleBytesTensor / MultipleNamedTensor: `_bytes` outputs
     as {"b64": ...}, other strings as JSON strings, row format."""

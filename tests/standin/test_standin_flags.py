@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from standin_helpers import reference_models, run_cli
 
-from tfs_fleet.standin import flags, protos
+from tfs_standin import flags, protos
 
 
 def test_defaults_match_tensorflow_model_server() -> None:
@@ -128,6 +128,7 @@ def test_bad_batching_configs_are_rejected(tmp_path: Path) -> None:
     assert problems and "must equal max_batch_size (8)" in problems[0]
 
 
+@pytest.mark.slow
 def test_cli_bad_batching_file_fails_before_loading(tmp_path: Path) -> None:
     bad = tmp_path / "batching.txt"
     bad.write_text("max_batch_size { value: -1 }\n")

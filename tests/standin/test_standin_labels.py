@@ -12,7 +12,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, run_cli, wait_for
+import pytest
+from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, run_cli
+
+from helpers import wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 
@@ -34,6 +37,7 @@ def labelled_config(root: Path, labels: dict[str, int], versions: list[int]) -> 
     return path
 
 
+@pytest.mark.slow
 def test_start_with_labels_needs_the_allow_flag(tmp_path: Path) -> None:
     """The production bug: models.config with version_labels and no allow flag refuses to
     start (before any model loads). With --allow_version_labels_for_unavailable_models every
@@ -78,6 +82,7 @@ def test_start_with_labels_needs_the_allow_flag(tmp_path: Path) -> None:
             assert server.stop() == 0, server.log()
 
 
+@pytest.mark.slow
 def test_poll_moving_a_label_to_a_loading_version(tmp_path: Path) -> None:
     """A canary label moved in the same config write that adds its version: the poll's reload
     fails (server_core.cc, the label moves before the models update) and is retried at every

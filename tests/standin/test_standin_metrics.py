@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 
-from tfs_fleet.standin import metrics
+from tfs_standin import metrics
 
 LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>.*)\})? (?P<value>\S+)$")
 

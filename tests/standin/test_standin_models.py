@@ -22,9 +22,10 @@ from standin_helpers import (
     half_plus_two_base,
     http,
     status_states,
-    wait_for,
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
+
+from helpers import wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 
@@ -265,6 +266,7 @@ def test_model_config_file_is_polled(dynamic: Dynamic) -> None:
     assert status == 404
 
 
+@pytest.mark.slow
 def test_ports_open_only_after_the_first_version_loads(tmp_path: Path) -> None:
     base = tmp_path / "late"
     base.mkdir()

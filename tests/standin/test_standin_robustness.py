@@ -20,9 +20,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, raw_http, wait_for
+from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, raw_http
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from helpers import wait_for
 
 MODEL = "half_plus_two"
 READ_TIMEOUT_S = 3
@@ -58,6 +60,7 @@ def timed_predict(url: str) -> tuple[float, tuple[int, object]]:
     return time.monotonic() - started, answer
 
 
+@pytest.mark.slow
 def test_idle_and_slowloris_connections_do_not_stop_rest(
     server: tuple[StandinProcess, int],
 ) -> None:
@@ -94,6 +97,7 @@ def test_idle_and_slowloris_connections_do_not_stop_rest(
             sock.close()
 
 
+@pytest.mark.slow
 def test_stalled_connections_are_closed_after_the_read_timeout(
     server: tuple[StandinProcess, int],
 ) -> None:
@@ -174,6 +178,7 @@ def _peak_rss_bytes(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc status")
 
 
+@pytest.mark.slow
 def test_400_mb_grpc_predict_keeps_memory_under_3_gb(server: tuple[StandinProcess, int]) -> None:
     """A legal 400 MB Predict (100M floats in tensor_content) is served, typed float_val
     output included, with the server's peak resident memory under 3 GB."""

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from standin_helpers import REPO, http, wait_for
+from standin_helpers import REPO, http
 
 from helpers import (
     SYSTEMD_FLAGS,
@@ -29,6 +29,7 @@ from helpers import (
     ansible_playbook,
     docker,
     require_docker_image,
+    wait_for,
     write_inventory,
 )
 

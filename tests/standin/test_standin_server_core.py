@@ -16,8 +16,8 @@ import grpc
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfs_fleet.standin.errors import ServingError
-from tfs_fleet.standin.manager import AVAILABLE, ModelManager
+from tfs_standin.errors import ServingError
+from tfs_standin.manager import AVAILABLE, ModelManager
 
 
 class FakeServable:

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from standin_helpers import REPO, StandinProcess, free_port
 
+# Its fixture exports a model and starts a TLS stand-in: seconds per test.
+pytestmark = pytest.mark.slow
+
 SMOKE = REPO / "scripts" / "smoke_test.py"
 
 

@@ -91,6 +91,7 @@ def test_rest_timeout_bounds_the_whole_request_against_a_trickling_server() -> N
     assert err.value.code == "DEADLINE_EXCEEDED" and "1.5 s" in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["huge", "endless"])
 def test_rest_answers_over_the_limit_are_refused(mode: str) -> None:
     with hostile_http(mode) as target:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from toolkit_helpers import REPO, VENV_PYTHON
 
 
@@ -32,6 +33,7 @@ def test_smoke_cli_does_not_run_tensorflow_init() -> None:
     assert out == "True False False"
 
 
+@pytest.mark.slow
 def test_tensorflow_still_imports_afterwards_and_shares_the_classes() -> None:
     out = run(
         "import numpy as np\n"
@@ -47,6 +49,7 @@ def test_tensorflow_still_imports_afterwards_and_shares_the_classes() -> None:
     assert out == "True 4.0 2.0"
 
 
+@pytest.mark.slow
 def test_with_tensorflow_imported_first_the_normal_path_is_used() -> None:
     out = run(
         "import tensorflow\n"

@@ -24,7 +24,6 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -33,14 +32,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-_TYPED_FIELDS = {
-    tf.float32.as_datatype_enum: "float_val",
-    tf.float64.as_datatype_enum: "double_val",
-    tf.int32.as_datatype_enum: "int_val",
-    tf.int64.as_datatype_enum: "int64_val",
-    tf.bool.as_datatype_enum: "bool_val",
-    tf.string.as_datatype_enum: "string_val",
-}
+from tfs_fleet.export import read_signature_defs
+from tfs_fleet.tensors import typed_field
+
 _STATES = {"LOADING": 20, "AVAILABLE": 30, "END": 50}
 
 
@@ -66,15 +60,6 @@ class Model:
     labels: dict[str, int] = field(default_factory=dict)
 
 
-def _signature_defs(path: Path) -> dict[str, Any]:
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    for meta_graph in proto.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
-    raise ValueError(f"{path}: no 'serve' MetaGraph")
-
-
 def load_model(name: str, base_path: Path) -> Model:
     """Load every numeric version under base_path, as TF Serving's file system source does."""
     model = Model(name)
@@ -82,7 +67,7 @@ def load_model(name: str, base_path: Path) -> Model:
         if path.is_dir() and path.name.isdigit():
             number = int(path.name)
             loaded = tf.saved_model.load(str(path), tags=["serve"])
-            model.versions[number] = Version(number, path, loaded, _signature_defs(path))
+            model.versions[number] = Version(number, path, loaded, read_signature_defs(path))
     if not model.versions:
         raise ValueError(f"{base_path}: no numeric version directory")
     return model
@@ -91,7 +76,7 @@ def load_model(name: str, base_path: Path) -> Model:
 def typed_tensor_proto(value: np.ndarray) -> Any:
     """What TF Serving sends by default: the typed repeated field, no tensor_content."""
     proto = tf.make_tensor_proto(value)
-    field_name = _TYPED_FIELDS[proto.dtype]
+    field_name = typed_field(proto.dtype)
     if proto.tensor_content:
         array = tf.make_ndarray(proto)
         proto.ClearField("tensor_content")

@@ -121,7 +121,8 @@ def rollout_models_list(
         entry = {k: v for k, v in model.items() if k not in ("versions", "labels", "keep")}
         entry["versions"] = sorted(int(v) for v in versions)
         entry["keep"] = len(entry["versions"])
-        wanted_labels = labels.get(name) or {}
+        # A record written before labels were recorded: the list's labels that still fit.
+        wanted_labels = (labels.get(name) if "labels" in before else model.get("labels")) or {}
         entry["labels"] = {
             k: int(v) for k, v in wanted_labels.items() if int(v) in entry["versions"]
         }

@@ -188,32 +188,18 @@ def run(
         if module.check_mode:
             return finish(module, path, "", {}, settings, remove, mode, None)
         os.makedirs(directory, mode=0o755, exist_ok=True)
-    if module.check_mode:
+
+    def merge() -> dict:
         before_text, current_mode = read(path)
-        return finish(
-            module,
-            path,
-            before_text,
-            parse(before_text, path),
-            settings,
-            remove,
-            mode,
-            current_mode,
-        )
+        current = parse(before_text, path)
+        return finish(module, path, before_text, current, settings, remove, mode, current_mode)
+
+    if module.check_mode:
+        return merge()
     # Read, merge and write under one lock: concurrent runs on a host serialize here.
     fd = lock(path)
     try:
-        before_text, current_mode = read(path)
-        return finish(
-            module,
-            path,
-            before_text,
-            parse(before_text, path),
-            settings,
-            remove,
-            mode,
-            current_mode,
-        )
+        return merge()
     finally:
         os.close(fd)
 
@@ -235,7 +221,11 @@ def finish(
         if k not in current or k not in wanted or not same(current[k], wanted[k])
     )
     exists = current_mode is not None
-    target_mode = mode if mode is not None else (current_mode if exists else DEFAULT_NEW_MODE)
+    target_mode: int = (
+        mode
+        if mode is not None
+        else (current_mode if current_mode is not None else DEFAULT_NEW_MODE)
+    )
     mode_changed = exists and current_mode != target_mode
     content_changed = bool(changed_keys) or not exists
     result: dict[str, Any] = {
