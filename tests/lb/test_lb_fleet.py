@@ -30,7 +30,7 @@ from tfs_fleet.load import Load, LoadSpec
 
 from helpers import BIN, REPO, docker, require_docker_image
 
-# A sandbox fleet of its own behind the LB: the test-lb stage runs it (not check, not pytest-docker).
+# A sandbox fleet of its own behind the LB: only the test-lb stage runs it.
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
 FLEET = "lbt"

@@ -17,7 +17,7 @@ name: served_versions
 short_description: The model versions published under a served directory
 description:
   - Takes the C(files) of an C(ansible.builtin.find) for directories under O(base_dir) (depth
-    2) and returns C({model: [versions]}), the versions sorted, for the entries that are
+    2) and returns a dict of model name to sorted versions, the versions sorted, for the entries that are
     C(<base_dir>/<model>/<digits>). Anything else (staging directories, files) is ignored.
   - The same file holds the rollout's filters; see their docstrings in the source
     (C(rollout_batches), C(rollout_containers), C(rollout_container_change),
@@ -137,12 +137,4 @@ def hosts_flagged(hosts: Iterable[str], hostvars: Mapping[str, Any], fact: str) 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {
-            "served_versions": served_versions,
-            "rollout_batches": rollout_batches,
-            "rollout_containers": rollout_containers,
-            "rollout_container_change": rollout_container_change,
-            "rollout_result": rollout_result,
-            "rollout_models_list": rollout_models_list,
-            "hosts_flagged": hosts_flagged,
-        }
+        return {f.__name__: f for f in (served_versions, rollout_batches, rollout_containers, rollout_container_change, rollout_result, rollout_models_list, hosts_flagged)}  # fmt: skip

@@ -176,8 +176,4 @@ def lb_runtime_pairs(servers: Sequence[Mapping[str, Any]], backends: Sequence[st
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {
-            "lb_servers": lb_servers,
-            "lb_model_checks": lb_model_checks,
-            "lb_runtime_pairs": lb_runtime_pairs,
-        }
+        return {f.__name__: f for f in (lb_servers, lb_model_checks, lb_runtime_pairs)}  # fmt: skip

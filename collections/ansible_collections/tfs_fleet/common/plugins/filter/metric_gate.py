@@ -177,9 +177,4 @@ def metric_gate_verdict(
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {
-            "metric_gate_baseline": metric_gate_baseline,
-            "metric_gate_queries": metric_gate_queries,
-            "metric_gate_figures": metric_gate_figures,
-            "metric_gate_verdict": metric_gate_verdict,
-        }
+        return {f.__name__: f for f in (metric_gate_baseline, metric_gate_queries, metric_gate_figures, metric_gate_verdict)}  # fmt: skip

@@ -287,11 +287,4 @@ def scrape_targets(
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {
-            "drift_models_text": drift_models_text,
-            "drift_serving_text": drift_serving_text,
-            "image_cuda_version": image_cuda_version,
-            "policy_versions": policy_versions,
-            "serving_container": serving_container,
-            "scrape_targets": scrape_targets,
-        }
+        return {f.__name__: f for f in (drift_models_text, drift_serving_text, image_cuda_version, policy_versions, serving_container, scrape_targets)}  # fmt: skip

@@ -16,7 +16,7 @@ short_description: One smoke-test run per model, at the newest version the batch
 description:
   - Takes the registered results of a C(find) for the manifests of each model under the export
     base (one per model, C(item) the model name) and the served versions of every host of the
-    batch (a list of C({model: [versions]}), from C(tfserving_models_served)).
+    batch (a list of a dict of model name to sorted versions, from C(tfserving_models_served)).
   - For each model, the version is the newest that any host serves or, when no host reports
     one (the models role did not run in this play), the newest exported one; the manifest is
     that version's C(tfs_fleet_manifest.json) under O(export_base).
@@ -30,7 +30,7 @@ options:
     type: list
     required: true
   served:
-    description: Each batch host's served versions, C({model: [versions]}).
+    description: Each batch host's served versions, a dict of model name to sorted versions.
     type: list
     required: true
   export_base:
@@ -103,8 +103,4 @@ def smoke_table(reports: Iterable[Mapping[str, Any]]) -> list[str]:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {
-            "smoke_plan": smoke_plan,
-            "smoke_failures": smoke_failures,
-            "smoke_table": smoke_table,
-        }
+        return {f.__name__: f for f in (smoke_plan, smoke_failures, smoke_table)}  # fmt: skip

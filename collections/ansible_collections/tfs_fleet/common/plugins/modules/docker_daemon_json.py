@@ -49,13 +49,8 @@ options:
         on an existing one (a different mode is a change).
       - Not given, a new file gets C(0644) and an existing file keeps its mode.
     type: raw
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-author:
-  - tfs-fleet developers
+extends_documentation_fragment:
+  - tfs_fleet.common.attributes
 """
 
 EXAMPLES = r"""

@@ -65,13 +65,8 @@ options:
     type: str
     choices: [fail, skip]
     default: fail
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-author:
-  - tfs-fleet developers
+extends_documentation_fragment:
+  - tfs_fleet.common.attributes.check_only
 """
 
 EXAMPLES = r"""

@@ -11,7 +11,7 @@ module: host_record
 short_description: Read or update the host's deployment record (serving-state.json)
 version_added: "0.2.0"
 description:
-  - The one record of what a host serves: C(current) (image reference and ID, containers,
+  - The one record of what a host serves. C(current) (image reference and ID, containers,
     model versions, labels), C(previous) (the current before its last change) and a bounded
     C(history), newest first.
   - With O(update), sets those keys of C(current); every other key is kept. When the state is
@@ -37,13 +37,8 @@ options:
     description: How many earlier states to keep.
     type: int
     default: 10
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-author:
-  - tfs-fleet developers
+extends_documentation_fragment:
+  - tfs_fleet.common.attributes
 """
 
 EXAMPLES = r"""

@@ -43,13 +43,8 @@ options:
     description: File name of the manifest inside the version directory.
     type: str
     default: tfs_fleet_manifest.json
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-author:
-  - tfs-fleet developers
+extends_documentation_fragment:
+  - tfs_fleet.common.attributes.check_only
 """
 
 EXAMPLES = r"""

@@ -35,13 +35,8 @@ options:
     description: Octal mode of the file.
     type: str
     default: "0644"
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-author:
-  - tfs-fleet developers
+extends_documentation_fragment:
+  - tfs_fleet.common.attributes
 """
 
 EXAMPLES = r"""
