@@ -438,15 +438,12 @@ def predict_inputs(
             "'inputs' or 'instances' keys to exist "
         )
     if has_instances:
-        items = doc["instances"]
-        if not isinstance(items, list):
-            raise invalid_argument(
-                f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array"
-            )
-        if not items:
-            raise invalid_argument(
-                f"JSON Value: {debug_string(doc)} No values in 'instances' array"
-            )
+        items = _json_array(
+            doc,
+            "instances",
+            "Expecting 'instances' to be an list/array",
+            "No values in 'instances' array",
+        )
         return _instances(items, infos), ROW
     if has_inputs:
         return _inputs(doc["inputs"], infos), COLUMNAR
@@ -503,6 +500,16 @@ def _example(value: Any, example: example_pb2.Example) -> None:
         example.features.feature[name].CopyFrom(feature)
 
 
+def _json_array(doc: dict[str, Any], key: str, not_a_list: str, empty: str) -> list[Any]:
+    """``doc[key]``, refused (with TF Serving's words) unless it is a non-empty list."""
+    items = doc[key]
+    if not isinstance(items, list):
+        raise invalid_argument(f"JSON Value: {debug_string(doc)} {not_a_list}")
+    if not items:
+        raise invalid_argument(f"JSON Value: {debug_string(doc)} {empty}")
+    return items
+
+
 def examples_input(doc: dict[str, Any], method: str) -> input_pb2.Input:
     model_input = input_pb2.Input()
     with_context = "context" in doc
@@ -513,15 +520,12 @@ def examples_input(doc: dict[str, Any], method: str) -> input_pb2.Input:
             f"JSON Value: {debug_string(doc)} When method is {method}, key 'examples' is "
             "expected and was not found"
         )
-    items = doc["examples"]
-    if not isinstance(items, list):
-        raise invalid_argument(
-            f"JSON Value: {debug_string(doc)} Expecting 'examples' value to be an list/array"
-        )
-    if not items:
-        raise invalid_argument(
-            f"JSON Value: {debug_string(doc)} 'examples' value is an empty array"
-        )
+    items = _json_array(
+        doc,
+        "examples",
+        "Expecting 'examples' value to be an list/array",
+        "'examples' value is an empty array",
+    )
     for item in items:
         target = (
             model_input.example_list_with_context.examples.add()
