@@ -70,6 +70,20 @@ def test_remove_drops_only_named_keys(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"debug": True}
 
 
+def test_diff_shows_the_file_before_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true}')
+    rc, result = run_module({"path": str(path), "settings": {"debug": False}}, "--check", "--diff")
+    assert rc == 0 and result["changed"] is True
+    assert result["diff"] == {
+        "before": '{"debug": true}',
+        "after": '{\n  "debug": false\n}\n',
+        "before_header": str(path),
+        "after_header": str(path),
+    }
+    assert path.read_text() == '{"debug": true}'
+
+
 def test_check_mode_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     rc, result = run_module({"path": str(path), "settings": {"debug": True}}, "--check")
