@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.tfs_fleet.common.plugins.module_utils.nvidia_facts import pci_scan_lines
+
 NVSWITCH_CLASS_PREFIX = "0x0680"
 
 # (first device ID, last device ID, generation), ascending and without gaps.
@@ -110,12 +112,7 @@ def pci_nvswitches(scan: str) -> list[dict[str, str]]:
     """NVSwitch functions (NVIDIA vendor, PCI class 0x0680) in the PCI sysfs scan that
     nvidia_facts.pci_gpus reads (``<path>/<address>/<attribute>:<value>`` lines)."""
     devices: dict[str, dict[str, str]] = {}
-    for raw in scan.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        path, _, value = line.rpartition(":")
-        parts = path.split("/")
+    for raw, parts, value in pci_scan_lines(scan):
         if len(parts) < 2:
             raise NvidiaPlanError(f"unexpected PCI scan line {raw!r}")
         devices.setdefault(parts[-2].lower(), {})[parts[-1]] = value.strip().lower()
