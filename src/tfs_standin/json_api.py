@@ -244,36 +244,35 @@ def _is_int(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def _require(ok: bool, value: Any, dtype: int) -> None:
+    """Refuse ``value`` for a tensor of ``dtype`` (TF Serving's words) unless ``ok``."""
+    if not ok:
+        raise _type_error(value, dtype)
+
+
 def _add_value(value: Any, dtype: int, tensor: tensor_pb2.TensorProto) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
-        if not number:
-            raise _type_error(value, dtype)
+        _require(number, value, dtype)
         field = tensor.float_val if dtype == types_pb2.DT_FLOAT else tensor.double_val
         field.append(float(value))
     elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8):
-        if not _is_int(value, *_INT32):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, *_INT32), value, dtype)
         tensor.int_val.append(value)
     elif dtype == types_pb2.DT_STRING:
-        if not isinstance(value, str):
-            raise _type_error(value, dtype)
+        _require(isinstance(value, str), value, dtype)
         tensor.string_val.append(value.encode("utf-8"))
     elif dtype == types_pb2.DT_INT64:
-        if not _is_int(value, *_INT64):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, *_INT64), value, dtype)
         tensor.int64_val.append(value)
     elif dtype == types_pb2.DT_BOOL:
-        if not isinstance(value, bool):
-            raise _type_error(value, dtype)
+        _require(isinstance(value, bool), value, dtype)
         tensor.bool_val.append(value)
     elif dtype == types_pb2.DT_UINT32:
-        if not _is_int(value, 0, 2**32 - 1):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, 0, 2**32 - 1), value, dtype)
         tensor.uint32_val.append(value)
     elif dtype == types_pb2.DT_UINT64:
-        if not _is_int(value, 0, 2**64 - 1):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, 0, 2**64 - 1), value, dtype)
         tensor.uint64_val.append(value)
     else:
         raise unimplemented(
