@@ -70,6 +70,20 @@ def test_remove_drops_only_named_keys(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"debug": True}
 
 
+def test_diff_shows_the_file_before_and_after(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true}')
+    rc, result = run_module({"path": str(path), "settings": {"debug": False}}, "--check", "--diff")
+    assert rc == 0 and result["changed"] is True
+    assert result["diff"] == {
+        "before": '{"debug": true}',
+        "after": '{\n  "debug": false\n}\n',
+        "before_header": str(path),
+        "after_header": str(path),
+    }
+    assert path.read_text() == '{"debug": true}'
+
+
 def test_check_mode_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
     rc, result = run_module({"path": str(path), "settings": {"debug": True}}, "--check")
@@ -78,13 +92,22 @@ def test_check_mode_writes_nothing(tmp_path: Path) -> None:
     assert not path.exists()
 
 
-def test_invalid_json_is_never_overwritten(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "debug", "reason"),
+    [
+        pytest.param('{"debug": true,,}', False, "not valid JSON", id="invalid-json"),
+        pytest.param('{"x": NaN}', True, "NaN", id="nan"),
+    ],
+)
+def test_an_unreadable_file_is_refused_and_never_overwritten(
+    tmp_path: Path, content: str, debug: bool, reason: str
+) -> None:
     path = tmp_path / "daemon.json"
-    path.write_text('{"debug": true,,}')
-    rc, result = run_module({"path": str(path), "settings": {"debug": False}})
+    path.write_text(content)
+    rc, result = run_module({"path": str(path), "settings": {"debug": debug}})
     assert rc != 0
-    assert str(path) in result["msg"] and "not valid JSON" in result["msg"]
-    assert path.read_text() == '{"debug": true,,}'
+    assert str(path) in result["msg"] and reason in result["msg"]
+    assert path.read_text() == content
 
 
 def test_non_object_is_refused(tmp_path: Path) -> None:
@@ -187,15 +210,6 @@ def test_values_are_compared_with_their_json_types(tmp_path: Path) -> None:
     rc, result = run_module({"path": str(path), "settings": {"max-concurrent-downloads": 3.0}})
     assert rc == 0 and result["changed"] is True
     assert isinstance(json.loads(path.read_text())["max-concurrent-downloads"], float)
-
-
-def test_nan_in_the_file_is_refused_and_left_alone(tmp_path: Path) -> None:
-    path = tmp_path / "daemon.json"
-    path.write_text('{"x": NaN}')
-    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
-    assert rc != 0
-    assert str(path) in result["msg"] and "NaN" in result["msg"]
-    assert path.read_text() == '{"x": NaN}'
 
 
 def test_a_bad_mode_is_refused(tmp_path: Path) -> None:

@@ -96,50 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="signature the metadata check looks for (default: the manifest sample's; Predict "
         "always uses the sample's own signature)",
     )
-    p.add_argument(
-        "--wait",
-        type=_positive(float),
-        default=60.0,
-        metavar="SECONDS",
-        help="how long to wait for AVAILABLE (%(default)s)",
-    )
-    p.add_argument(
-        "--poll",
-        type=_positive(float),
-        default=1.0,
-        metavar="SECONDS",
-        help="status polling interval (%(default)s)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=_positive(float),
-        default=10.0,
-        metavar="SECONDS",
-        help="deadline of each whole request (%(default)s)",
-    )
-    p.add_argument(
-        "--deadline",
-        type=_positive(float),
-        metavar="SECONDS",
-        help="deadline of the whole run (default: --wait + (--repeat + 3) * --timeout)",
-    )
-    p.add_argument("--rtol", type=_tolerance, help="relative tolerance (default: the manifest's)")
-    p.add_argument("--atol", type=_tolerance, help="absolute tolerance (default: the manifest's)")
-    p.add_argument(
-        "--repeat",
-        type=_positive(int),
-        default=5,
-        metavar="N",
-        help="Predict calls per host for the latency figures (%(default)s)",
-    )
-    p.add_argument(
-        "--max-message-mb",
-        type=_positive(int),
-        default=64,
-        metavar="MB",
-        help=f"gRPC max send/receive message size and REST answer limit (%(default)s, at most "
-        f"{MAX_MESSAGE_MB})",
-    )
+    seconds = _positive(float)
+    count = _positive(int)
+    for flag, kind, default, metavar, text in (
+        ("--wait", seconds, 60.0, "SECONDS", "how long to wait for AVAILABLE (%(default)s)"),
+        ("--poll", seconds, 1.0, "SECONDS", "status polling interval (%(default)s)"),
+        ("--timeout", seconds, 10.0, "SECONDS", "deadline of each whole request (%(default)s)"),
+        (
+            "--deadline",
+            seconds,
+            None,
+            "SECONDS",
+            "deadline of the whole run (default: --wait + (--repeat + 3) * --timeout)",
+        ),
+        ("--rtol", _tolerance, None, None, "relative tolerance (default: the manifest's)"),
+        ("--atol", _tolerance, None, None, "absolute tolerance (default: the manifest's)"),
+        ("--repeat", count, 5, "N", "Predict calls per host for the latency figures (%(default)s)"),
+        (
+            "--max-message-mb",
+            count,
+            64,
+            "MB",
+            "gRPC max send/receive message size and REST answer limit (%(default)s, at most "
+            f"{MAX_MESSAGE_MB})",
+        ),
+    ):
+        p.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
     p.add_argument("--tls-ca", type=Path, metavar="PEM", help="gRPC over TLS: CA certificate(s)")
     p.add_argument("--tls-cert", type=Path, metavar="PEM", help="mutual TLS: client certificate")
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="mutual TLS: client private key")

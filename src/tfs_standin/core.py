@@ -154,35 +154,32 @@ class ServerCore:
         """The loaded SavedModel a request names (the manager holds what its loader built)."""
         return cast(Servable, self.manager.resolve(spec))
 
-    def predict(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+    def _one_model(
+        self,
+        method: str,
+        run: Callable[[Servable, Any, inference.RunSettings], Any],
+        request: Any,
+        timeout_ms: int,
+        entrypoint: str,
+    ) -> Any:
+        """Predict, Classify or Regress: the request's own model_spec names the model."""
         require_model_spec(request)
         spec = request.model_spec
         return self.call(
-            "predict",
+            method,
             entrypoint,
             spec,
-            lambda: inference.predict(self.servable(spec), request, self.settings(timeout_ms)),
+            lambda: run(self.servable(spec), request, self.settings(timeout_ms)),
         )
+
+    def predict(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
+        return self._one_model("predict", inference.predict, request, timeout_ms, entrypoint)
 
     def classify(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
-        require_model_spec(request)
-        spec = request.model_spec
-        return self.call(
-            "classify",
-            entrypoint,
-            spec,
-            lambda: inference.classify(self.servable(spec), request, self.settings(timeout_ms)),
-        )
+        return self._one_model("classify", inference.classify, request, timeout_ms, entrypoint)
 
     def regress(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
-        require_model_spec(request)
-        spec = request.model_spec
-        return self.call(
-            "regress",
-            entrypoint,
-            spec,
-            lambda: inference.regress(self.servable(spec), request, self.settings(timeout_ms)),
-        )
+        return self._one_model("regress", inference.regress, request, timeout_ms, entrypoint)
 
     def multi_inference(self, request: Any, timeout_ms: int = 0, entrypoint: str = "GRPC") -> Any:
         """multi_inference_helper.cc: the model of the first task (an empty spec without one)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 
 # tensorflow/core/protobuf/error_codes.proto numbering, which equals gRPC's.
@@ -53,25 +55,18 @@ def code_from_number(number: int) -> grpc.StatusCode:
     return _CODE_BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def _with_code(code: grpc.StatusCode) -> Callable[[str], ServingError]:
+    """A maker of ServingError with ``code`` and the message it is given."""
+
+    def make(message: str) -> ServingError:
+        return ServingError(code, message)
+
+    return make
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def failed_precondition(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def unavailable(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
-
-
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
-
-
-def unimplemented(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
+invalid_argument = _with_code(grpc.StatusCode.INVALID_ARGUMENT)
+not_found = _with_code(grpc.StatusCode.NOT_FOUND)
+failed_precondition = _with_code(grpc.StatusCode.FAILED_PRECONDITION)
+unavailable = _with_code(grpc.StatusCode.UNAVAILABLE)
+internal = _with_code(grpc.StatusCode.INTERNAL)
+unimplemented = _with_code(grpc.StatusCode.UNIMPLEMENTED)

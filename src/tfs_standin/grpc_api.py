@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -29,39 +30,32 @@ def _abort(context: grpc.ServicerContext, exc: ServingError) -> Any:
     context.abort(exc.code, exc.message)
 
 
+def _answer(context: grpc.ServicerContext, call: Callable[[], Any]) -> Any:
+    """What ``call`` returns, or the call aborted with the ServingError it raised."""
+    try:
+        return call()
+    except ServingError as exc:
+        return _abort(context, exc)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServerCore) -> None:
         self.core = core
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.predict(request, _timeout_ms(context))
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.predict(request, _timeout_ms(context)))
 
     def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.classify(request, _timeout_ms(context))
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.classify(request, _timeout_ms(context)))
 
     def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.regress(request, _timeout_ms(context))
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.regress(request, _timeout_ms(context)))
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.metadata(request)
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.metadata(request))
 
     def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.multi_inference(request, _timeout_ms(context))
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.multi_inference(request, _timeout_ms(context)))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -69,10 +63,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.core = core
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return self.core.status(request)
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, lambda: self.core.status(request))
 
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
         response = model_management_pb2.ReloadConfigResponse()

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -149,16 +151,21 @@ def _find_signature(servable: Servable, name: str) -> tuple[str, object]:
     return key, signature
 
 
-def _pre_classify(signature: object, check: bool) -> tuple[str, list[tuple[str, str]]]:
-    """classifier.cc PreProcessClassification: the input tensor and the wanted outputs."""
-    if check and signature.method_name != CLASSIFY_METHOD:  # type: ignore[attr-defined]
+def _signature_io(signature: object, check: bool, kind: str, method: str) -> tuple[Any, Any]:
+    """The checks Classify and Regress share: the method name (when checked), one input."""
+    if check and signature.method_name != method:  # type: ignore[attr-defined]
         raise invalid_argument(
-            f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: "
-            f"{signature.method_name}"  # type: ignore[attr-defined]
+            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"  # type: ignore[attr-defined]
         )
     inputs, outputs = signature.inputs, signature.outputs  # type: ignore[attr-defined]
     if len(inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
+    return inputs, outputs
+
+
+def _pre_classify(signature: object, check: bool) -> tuple[str, list[tuple[str, str]]]:
+    """classifier.cc PreProcessClassification: the input tensor and the wanted outputs."""
+    inputs, outputs = _signature_io(signature, check, "classification", CLASSIFY_METHOD)
     if len(outputs) not in (1, 2):
         raise invalid_argument(f"Expected one or two output Tensors, found {len(outputs)}")
     if "inputs" not in inputs:
@@ -214,14 +221,7 @@ def _post_classify(
 
 def _pre_regress(signature: object, check: bool) -> tuple[str, list[tuple[str, str]]]:
     """regressor.cc PreProcessRegression."""
-    if check and signature.method_name != REGRESS_METHOD:  # type: ignore[attr-defined]
-        raise invalid_argument(
-            f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: "
-            f"{signature.method_name}"  # type: ignore[attr-defined]
-        )
-    inputs, outputs = signature.inputs, signature.outputs  # type: ignore[attr-defined]
-    if len(inputs) != 1:
-        raise invalid_argument("Expected one input Tensor.")
+    inputs, outputs = _signature_io(signature, check, "regression", REGRESS_METHOD)
     if len(outputs) != 1:
         raise invalid_argument("Expected one output Tensor.")
     if "inputs" not in inputs:
@@ -266,32 +266,37 @@ def _run_examples(
     return dict(zip(output_names, values, strict=True)), len(examples)
 
 
-def classify(
-    servable: Servable, request: classification_pb2.ClassificationRequest, settings: RunSettings
-) -> classification_pb2.ClassificationResponse:
+def _examples_task(
+    servable: Servable,
+    request: Any,
+    settings: RunSettings,
+    pre: Callable[[object, bool], tuple[str, list[tuple[str, str]]]],
+    post: Callable[[dict[str, np.ndarray], int, Any], None],
+    response: Any,
+) -> Any:
+    """Classify or Regress: find the signature, run its examples, fill the response."""
     name, signature = _find_signature(servable, request.model_spec.signature_name)
-    input_name, wanted = _pre_classify(signature, settings.method_name_check)
+    input_name, wanted = pre(signature, settings.method_name_check)
     by_name, n = _run_examples(
         servable, request.input, {input_name}, [t for _, t in wanted], settings
     )
-    response = classification_pb2.ClassificationResponse()
     fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
-    _post_classify({k: by_name[t] for k, t in wanted}, n, response.result)
+    post({k: by_name[t] for k, t in wanted}, n, response.result)
     return response
+
+
+def classify(
+    servable: Servable, request: classification_pb2.ClassificationRequest, settings: RunSettings
+) -> classification_pb2.ClassificationResponse:
+    response = classification_pb2.ClassificationResponse()
+    return _examples_task(servable, request, settings, _pre_classify, _post_classify, response)
 
 
 def regress(
     servable: Servable, request: regression_pb2.RegressionRequest, settings: RunSettings
 ) -> regression_pb2.RegressionResponse:
-    name, signature = _find_signature(servable, request.model_spec.signature_name)
-    input_name, wanted = _pre_regress(signature, settings.method_name_check)
-    by_name, n = _run_examples(
-        servable, request.input, {input_name}, [t for _, t in wanted], settings
-    )
     response = regression_pb2.RegressionResponse()
-    fill_model_spec(response.model_spec, request.model_spec.name, servable.version, name)
-    _post_regress({k: by_name[t] for k, t in wanted}, n, response.result)
-    return response
+    return _examples_task(servable, request, settings, _pre_regress, _post_regress, response)
 
 
 def multi_inference(

@@ -244,36 +244,35 @@ def _is_int(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def _require(ok: bool, value: Any, dtype: int) -> None:
+    """Refuse ``value`` for a tensor of ``dtype`` (TF Serving's words) unless ``ok``."""
+    if not ok:
+        raise _type_error(value, dtype)
+
+
 def _add_value(value: Any, dtype: int, tensor: tensor_pb2.TensorProto) -> None:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
-        if not number:
-            raise _type_error(value, dtype)
+        _require(number, value, dtype)
         field = tensor.float_val if dtype == types_pb2.DT_FLOAT else tensor.double_val
         field.append(float(value))
     elif dtype in (types_pb2.DT_INT32, types_pb2.DT_INT16, types_pb2.DT_INT8, types_pb2.DT_UINT8):
-        if not _is_int(value, *_INT32):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, *_INT32), value, dtype)
         tensor.int_val.append(value)
     elif dtype == types_pb2.DT_STRING:
-        if not isinstance(value, str):
-            raise _type_error(value, dtype)
+        _require(isinstance(value, str), value, dtype)
         tensor.string_val.append(value.encode("utf-8"))
     elif dtype == types_pb2.DT_INT64:
-        if not _is_int(value, *_INT64):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, *_INT64), value, dtype)
         tensor.int64_val.append(value)
     elif dtype == types_pb2.DT_BOOL:
-        if not isinstance(value, bool):
-            raise _type_error(value, dtype)
+        _require(isinstance(value, bool), value, dtype)
         tensor.bool_val.append(value)
     elif dtype == types_pb2.DT_UINT32:
-        if not _is_int(value, 0, 2**32 - 1):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, 0, 2**32 - 1), value, dtype)
         tensor.uint32_val.append(value)
     elif dtype == types_pb2.DT_UINT64:
-        if not _is_int(value, 0, 2**64 - 1):
-            raise _type_error(value, dtype)
+        _require(_is_int(value, 0, 2**64 - 1), value, dtype)
         tensor.uint64_val.append(value)
     else:
         raise unimplemented(
@@ -438,15 +437,12 @@ def predict_inputs(
             "'inputs' or 'instances' keys to exist "
         )
     if has_instances:
-        items = doc["instances"]
-        if not isinstance(items, list):
-            raise invalid_argument(
-                f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array"
-            )
-        if not items:
-            raise invalid_argument(
-                f"JSON Value: {debug_string(doc)} No values in 'instances' array"
-            )
+        items = _json_array(
+            doc,
+            "instances",
+            "Expecting 'instances' to be an list/array",
+            "No values in 'instances' array",
+        )
         return _instances(items, infos), ROW
     if has_inputs:
         return _inputs(doc["inputs"], infos), COLUMNAR
@@ -503,6 +499,16 @@ def _example(value: Any, example: example_pb2.Example) -> None:
         example.features.feature[name].CopyFrom(feature)
 
 
+def _json_array(doc: dict[str, Any], key: str, not_a_list: str, empty: str) -> list[Any]:
+    """``doc[key]``, refused (with TF Serving's words) unless it is a non-empty list."""
+    items = doc[key]
+    if not isinstance(items, list):
+        raise invalid_argument(f"JSON Value: {debug_string(doc)} {not_a_list}")
+    if not items:
+        raise invalid_argument(f"JSON Value: {debug_string(doc)} {empty}")
+    return items
+
+
 def examples_input(doc: dict[str, Any], method: str) -> input_pb2.Input:
     model_input = input_pb2.Input()
     with_context = "context" in doc
@@ -513,15 +519,12 @@ def examples_input(doc: dict[str, Any], method: str) -> input_pb2.Input:
             f"JSON Value: {debug_string(doc)} When method is {method}, key 'examples' is "
             "expected and was not found"
         )
-    items = doc["examples"]
-    if not isinstance(items, list):
-        raise invalid_argument(
-            f"JSON Value: {debug_string(doc)} Expecting 'examples' value to be an list/array"
-        )
-    if not items:
-        raise invalid_argument(
-            f"JSON Value: {debug_string(doc)} 'examples' value is an empty array"
-        )
+    items = _json_array(
+        doc,
+        "examples",
+        "Expecting 'examples' value to be an list/array",
+        "'examples' value is an empty array",
+    )
     for item in items:
         target = (
             model_input.example_list_with_context.examples.add()

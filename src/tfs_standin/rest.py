@@ -138,19 +138,23 @@ class RestApi:
         outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
         return json_api.predict_answer({k: np.asarray(v) for k, v in outputs.items()}, fmt)
 
-    def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+    @staticmethod
+    def _examples_request(request: Any, body: bytes, method: str) -> Any:
+        """A Classify or Regress request filled from the JSON body (signature, examples)."""
         doc = json_api.parse_json(body)
-        request = classification_pb2.ClassificationRequest(model_spec=spec)
         request.model_spec.signature_name = json_api.signature_name(doc)
-        request.input.CopyFrom(json_api.examples_input(doc, "classify"))
+        request.input.CopyFrom(json_api.examples_input(doc, method))
+        return request
+
+    def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
+        request = classification_pb2.ClassificationRequest(model_spec=spec)
+        request = self._examples_request(request, body, "classify")
         response = self.core.classify(request, self.timeout_ms, entrypoint="REST")
         return json_api.classify_answer(response.result.classifications)
 
     def _regress(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
-        doc = json_api.parse_json(body)
         request = regression_pb2.RegressionRequest(model_spec=spec)
-        request.model_spec.signature_name = json_api.signature_name(doc)
-        request.input.CopyFrom(json_api.examples_input(doc, "regress"))
+        request = self._examples_request(request, body, "regress")
         response = self.core.regress(request, self.timeout_ms, entrypoint="REST")
         return json_api.regress_answer(response.result.regressions)
 

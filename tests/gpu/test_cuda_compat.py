@@ -174,9 +174,15 @@ def _gate(**kwargs: object) -> dict[str, object]:
     return cc.gate(**args)  # type: ignore[arg-type]
 
 
+def _gate_action(action: str, **kwargs: object) -> dict[str, object]:
+    """The gate's result, asserted to decide ``action``."""
+    result = _gate(**kwargs)
+    assert result["action"] == action
+    return result
+
+
 def test_gate_compatible_proceeds() -> None:
-    result = _gate()
-    assert result["action"] == "proceed"
+    result = _gate_action("proceed")
     assert result["compatible"] is True
     assert result["cuda_required"] == "12.2"
     assert result["driver_max_cuda"] == "12.2"
@@ -184,8 +190,9 @@ def test_gate_compatible_proceeds() -> None:
 
 
 def test_gate_refuses_incompatible_image_with_ways_out() -> None:
-    result = _gate(driver="470.82.01", tfserving_version="2.20.0", image_source="archive")
-    assert result["action"] == "fail"
+    result = _gate_action(
+        "fail", driver="470.82.01", tfserving_version="2.20.0", image_source="archive"
+    )
     assert result["compatible"] is False
     message = str(result["message"])
     for part in ("gpu-01", "470.82.01", "CUDA 12.5", "up to 11.4", "555.42.06", "Ways out"):
@@ -195,14 +202,12 @@ def test_gate_refuses_incompatible_image_with_ways_out() -> None:
 
 
 def test_gate_lists_releases_that_fit() -> None:
-    result = _gate(driver="520.61.05", tfserving_version="2.19.1")
-    assert result["action"] == "fail"
+    result = _gate_action("fail", driver="520.61.05", tfserving_version="2.19.1")
     assert "pin a TF Serving release whose image fits: 2.14" in str(result["message"])
 
 
 def test_gate_switches_old_driver_to_build() -> None:
-    result = _gate(driver="396.37", on_incompatible="build")
-    assert result["action"] == "build"
+    result = _gate_action("build", driver="396.37", on_incompatible="build")
     assert result["image_source"] == "build"
     assert result["requested_image_source"] == "pull"
     assert result["build_cuda"] == "9.2"
@@ -211,21 +216,18 @@ def test_gate_switches_old_driver_to_build() -> None:
 
 def test_gate_build_source_with_explicit_cuda() -> None:
     assert _gate(driver="396.37", image_source="build", build_cuda="9.0")["action"] == "proceed"
-    refused = _gate(driver="396.37", image_source="build", build_cuda="10.0")
-    assert refused["action"] == "fail"
+    refused = _gate_action("fail", driver="396.37", image_source="build", build_cuda="10.0")
     assert "410.48" in str(refused["message"])
 
 
 def test_gate_build_source_defaults_to_highest_cuda() -> None:
-    result = _gate(driver="470.82.01", image_source="build")
-    assert result["action"] == "proceed"
+    result = _gate_action("proceed", driver="470.82.01", image_source="build")
     assert result["build_cuda"] == "11.4"
 
 
 def test_gate_does_not_apply_without_gpu_or_on_cpu_image() -> None:
     assert _gate(gpu=False, driver="")["action"] == "proceed"
-    standin = _gate(image_source="standin", driver="")
-    assert standin["action"] == "proceed"
+    standin = _gate_action("proceed", image_source="standin", driver="")
     assert "does not apply" in str(standin["message"])
 
 
@@ -235,8 +237,7 @@ def test_gate_gpu_without_driver_is_an_error() -> None:
 
 
 def test_gate_driver_too_old_for_any_build_fails_even_with_build() -> None:
-    result = _gate(driver="375.26", on_incompatible="build")
-    assert result["action"] == "fail"
+    result = _gate_action("fail", driver="375.26", on_incompatible="build")
     assert "older than CUDA 9.0 needs" in str(result["message"])
 
 

@@ -194,27 +194,28 @@ def test_auto_fresh_hopper_on_580_is_open() -> None:
     assert headless["packages"] == ["nvidia-headless-580-server-open", "nvidia-utils-580-server"]
 
 
-def test_auto_keeps_debian_535_proprietary() -> None:
-    plan = nh.driver_plan("Debian", "535", gpus=gpus(HGX_H100)[:1])
-    assert plan["kernel_module"] == "proprietary"
-    assert plan["packages"] == [
-        "nvidia-driver",
-        "nvidia-kernel-dkms",
-        "nvidia-smi",
-        "nvidia-persistenced",
-    ]
-    assert plan["version_package"] == "nvidia-kernel-dkms"
-
-
-def test_explicit_open_on_debian() -> None:
-    plan = nh.driver_plan("Debian", "535", kernel_module="open", gpus=gpus(PCIE_L40S))
-    assert plan["packages"] == [
-        "nvidia-driver",
-        "nvidia-open-kernel-dkms",
-        "nvidia-smi",
-        "nvidia-persistenced",
-    ]
-    assert plan["version_package"] == "nvidia-open-kernel-dkms"
+@pytest.mark.parametrize(
+    ("kernel_module", "board", "expected_module", "dkms"),
+    [
+        pytest.param(
+            "auto",
+            gpus(HGX_H100)[:1],
+            "proprietary",
+            "nvidia-kernel-dkms",
+            id="auto-keeps-535-proprietary",
+        ),
+        pytest.param(
+            "open", gpus(PCIE_L40S), "open", "nvidia-open-kernel-dkms", id="explicit-open"
+        ),
+    ],
+)
+def test_debian_535_kernel_module_packages(
+    kernel_module: str, board: list[dict[str, str]], expected_module: str, dkms: str
+) -> None:
+    plan = nh.driver_plan("Debian", "535", kernel_module=kernel_module, gpus=board)
+    assert plan["kernel_module"] == expected_module
+    assert plan["packages"] == ["nvidia-driver", dkms, "nvidia-smi", "nvidia-persistenced"]
+    assert plan["version_package"] == dkms
 
 
 def test_blackwell_requires_open_and_r570() -> None:

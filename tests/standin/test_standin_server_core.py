@@ -82,9 +82,19 @@ def manager(allow: bool = False, force: bool = False, loader: object = None) -> 
     )
 
 
-def refused(m: ModelManager, config: model_server_config_pb2.ModelServerConfig) -> ServingError:
+def refused(
+    m: ModelManager,
+    config: model_server_config_pb2.ModelServerConfig,
+    code: grpc.StatusCode | None = None,
+    message: str | None = None,
+) -> ServingError:
+    """The error ``config`` is refused with; its code and message checked when given."""
     with pytest.raises(ServingError) as raised:
         m.apply_config(config, 0.2)
+    if code is not None:
+        assert raised.value.code == code
+    if message is not None:
+        assert raised.value.message == message
     return raised.value
 
 
@@ -100,9 +110,12 @@ def test_labels_in_the_initial_config_refuse_the_start(tmp_path: Path) -> None:
     AddModelsViaModelConfigList(), also for the first config (ServerCore::Create): a label in
     the start-up config names a version that is not loaded yet, so the start fails."""
     m = manager()
-    error = refused(m, config_of(two_versions(tmp_path, labels={"stable": 123})))
-    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.message == LABEL_ERROR.format(v=123)
+    refused(
+        m,
+        config_of(two_versions(tmp_path, labels={"stable": 123})),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        LABEL_ERROR.format(v=123),
+    )
     assert m.available_counts() == {}, "no model may load when the label map fails"
 
 
@@ -118,9 +131,12 @@ def test_assign_label_to_unavailable_version(tmp_path: Path) -> None:
     """ServerCoreTest.AssignLabelToUnavailableVersion (bogus version, no flag)."""
     m = manager()
     m.apply_config(config_of(two_versions(tmp_path)), 0.2)
-    error = refused(m, config_of(two_versions(tmp_path, labels={"nice try": 777})))
-    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.message == LABEL_ERROR.format(v=777)
+    refused(
+        m,
+        config_of(two_versions(tmp_path, labels={"nice try": 777})),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        LABEL_ERROR.format(v=777),
+    )
 
 
 def test_assign_label_to_unavailable_version_allowed(tmp_path: Path) -> None:
@@ -136,9 +152,12 @@ def test_assign_existing_label_to_unavailable_version_disallowed(tmp_path: Path)
     labels only; moving an existing label needs the target AVAILABLE."""
     m = manager(allow=True)
     m.apply_config(config_of(two_versions(tmp_path, labels={"A": 123, "B": 124})), 0.2)
-    error = refused(m, config_of(two_versions(tmp_path, labels={"A": 777, "B": 124})))
-    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.message == LABEL_ERROR.format(v=777)
+    refused(
+        m,
+        config_of(two_versions(tmp_path, labels={"A": 777, "B": 124})),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        LABEL_ERROR.format(v=777),
+    )
     assert m.resolve_label("m", "A") == 123, "a refused reload keeps the old label map"
 
 
@@ -188,22 +207,29 @@ def test_removed_label_is_unrecognized(tmp_path: Path) -> None:
 def test_duplicate_model_name_in_config(tmp_path: Path) -> None:
     """ServerCoreTest.DuplicateModelNameInConfig."""
     spec = two_versions(tmp_path)
-    error = refused(manager(), config_of(spec, spec))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == "Illegal to list model m multiple times in config list"
+    refused(
+        manager(),
+        config_of(spec, spec),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Illegal to list model m multiple times in config list",
+    )
 
 
 def test_relative_path_fails(tmp_path: Path) -> None:
     """RelativePathsServerCoreTest.RelativePathFails (at start and on a reload)."""
     m = manager()
-    error = refused(m, config_of({"name": "rel", "base_path": "models/rel"}))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == (
-        "Expected model rel to have an absolute path or URI; got base_path()=models/rel"
+    refused(
+        m,
+        config_of({"name": "rel", "base_path": "models/rel"}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Expected model rel to have an absolute path or URI; got base_path()=models/rel",
     )
     m.apply_config(config_of(two_versions(tmp_path)), 0.2)
-    error = refused(m, config_of(two_versions(tmp_path), {"name": "rel", "base_path": "rel"}))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    refused(
+        m,
+        config_of(two_versions(tmp_path), {"name": "rel", "base_path": "rel"}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
 
 
 def test_mixed_absolute_relative_fails(tmp_path: Path) -> None:
@@ -214,22 +240,24 @@ def test_mixed_absolute_relative_fails(tmp_path: Path) -> None:
 
 def test_model_platform_is_required(tmp_path: Path) -> None:
     """server_core.cc GetPlatform: neither model_type nor model_platform."""
-    error = refused(manager(), config_of(two_versions(tmp_path, platform=None)))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == (
+    refused(
+        manager(),
+        config_of(two_versions(tmp_path, platform=None)),
+        grpc.StatusCode.INVALID_ARGUMENT,
         "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
-        "ModelServerConfig::model_platform, model name is m"
+        "ModelServerConfig::model_platform, model name is m",
     )
 
 
 def test_illegal_config_model_type_and_platform_set(tmp_path: Path) -> None:
     """ServerCoreTest.IllegalConfigModelTypeAndPlatformSet."""
     spec = two_versions(tmp_path, model_type=model_server_config_pb2.TENSORFLOW)
-    error = refused(manager(), config_of(spec))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == (
+    refused(
+        manager(),
+        config_of(spec),
+        grpc.StatusCode.INVALID_ARGUMENT,
         "Illegal setting both ModelServerConfig::model_type (deprecated) and "
-        "ModelServerConfig::model_platform, model name is m"
+        "ModelServerConfig::model_platform, model name is m",
     )
 
 
@@ -243,20 +271,24 @@ def test_deprecated_model_type_config(tmp_path: Path) -> None:
 
 def test_unknown_model_platform(tmp_path: Path) -> None:
     """ServerCoreTest.UnknownModelPlatform."""
-    error = refused(manager(), config_of(two_versions(tmp_path, platform="not_a_platform")))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == "Model m requests unsupported platform not_a_platform"
+    refused(
+        manager(),
+        config_of(two_versions(tmp_path, platform="not_a_platform")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Model m requests unsupported platform not_a_platform",
+    )
 
 
 def test_illegal_to_change_model_platform(tmp_path: Path) -> None:
     """ServerCoreTest.IllegalToChangeModelPlatform."""
     m = manager()
     m.apply_config(config_of(two_versions(tmp_path)), 0.2)
-    error = refused(m, config_of(two_versions(tmp_path, platform="other")))
-    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.message == (
+    refused(
+        m,
+        config_of(two_versions(tmp_path, platform="other")),
+        grpc.StatusCode.INVALID_ARGUMENT,
         "Illegal to change a model's platform. For model m platform was tensorflow and new "
-        "platform requested is other"
+        "platform requested is other",
     )
 
 
@@ -266,11 +298,12 @@ def test_illegal_reconfiguration_to_custom_config(tmp_path: Path) -> None:
     m.apply_config(config_of(two_versions(tmp_path)), 0.2)
     custom = model_server_config_pb2.ModelServerConfig()
     custom.custom_model_config.type_url = "type.googleapis.com/x"
-    error = refused(m, custom)
-    assert error.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert error.message == (
+    refused(
+        m,
+        custom,
+        grpc.StatusCode.FAILED_PRECONDITION,
         "Cannot transition to requested config. It is only legal to transition from one "
-        "ModelConfigList to another."
+        "ModelConfigList to another.",
     )
 
 

@@ -32,17 +32,13 @@ def hosts(*servers: Serving) -> list[str]:
     return out
 
 
+def cli_args(export: Any, *options: str, on: tuple[Serving, ...]) -> list[str]:
+    """``--manifest`` of the export, the options, then the --grpc/--rest pair of each server."""
+    return ["--manifest", str(export.manifest_path), *options, *hosts(*on)]
+
+
 def test_passes_against_the_exported_model(serving: Serving, good_export: Any) -> None:
-    proc = run_cli(
-        "--manifest",
-        str(good_export.manifest_path),
-        "--version",
-        "1",
-        "--json",
-        "--wait",
-        "5",
-        *hosts(serving),
-    )
+    proc = run_cli(*cli_args(good_export, "--version", "1", "--json", "--wait", "5", on=(serving,)))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["ok"] is True and doc["model"] == "half_plus_two"
@@ -81,17 +77,7 @@ def test_fails_against_a_wrong_model(wrong_serving: Serving, good_export: Any) -
 
 def test_fails_against_a_missing_version(serving: Serving, good_export: Any, capsys: Any) -> None:
     rc = smoke_main(
-        [
-            "--manifest",
-            str(good_export.manifest_path),
-            "--version",
-            "9",
-            "--wait",
-            "1",
-            "--poll",
-            "0.2",
-            *hosts(serving),
-        ]
+        cli_args(good_export, "--version", "9", "--wait", "1", "--poll", "0.2", on=(serving,))
     )
     err = capsys.readouterr().err
     assert rc == 1
@@ -101,17 +87,7 @@ def test_fails_against_a_missing_version(serving: Serving, good_export: Any, cap
 
 
 def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any, capsys: Any) -> None:
-    rc = smoke_main(
-        [
-            "--manifest",
-            str(good_export.manifest_path),
-            "--signature",
-            "nope",
-            "--wait",
-            "5",
-            *hosts(serving),
-        ]
-    )
+    rc = smoke_main(cli_args(good_export, "--signature", "nope", "--wait", "5", on=(serving,)))
     err = capsys.readouterr().err
     assert rc == 1
     assert "metadata: signature 'nope' not served; the model has" in err
@@ -121,16 +97,7 @@ def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any, caps
 def test_one_bad_host_fails_the_fleet(
     serving: Serving, wrong_serving: Serving, good_export: Any, capsys: Any
 ) -> None:
-    rc = smoke_main(
-        [
-            "--manifest",
-            str(good_export.manifest_path),
-            "--json",
-            "--wait",
-            "5",
-            *hosts(serving, wrong_serving),
-        ]
-    )
+    rc = smoke_main(cli_args(good_export, "--json", "--wait", "5", on=(serving, wrong_serving)))
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert rc == 1 and doc["ok"] is False
@@ -148,9 +115,8 @@ def test_waits_until_the_version_is_available(
     timer.start()
     try:
         rc = smoke_main(
-            [
-                "--manifest",
-                str(good_export.manifest_path),
+            cli_args(
+                good_export,
                 "--version",
                 "1",
                 "--wait",
@@ -158,8 +124,8 @@ def test_waits_until_the_version_is_available(
                 "--poll",
                 "0.2",
                 "--json",
-                *hosts(serving),
-            ]
+                on=(serving,),
+            )
         )
     finally:
         timer.join()
@@ -216,17 +182,7 @@ def test_reference_model_passes(serving: Serving, tmp_path: Path) -> None:
 
 def test_reference_model_is_not_our_export(serving: Serving, good_export: Any, capsys: Any) -> None:
     """Our manifest (output key 'pred') against the reference model (output 'y')."""
-    rc = smoke_main(
-        [
-            "--manifest",
-            str(good_export.manifest_path),
-            "--model",
-            "reference",
-            "--wait",
-            "5",
-            *hosts(serving),
-        ]
-    )
+    rc = smoke_main(cli_args(good_export, "--model", "reference", "--wait", "5", on=(serving,)))
     assert rc == 1
     assert "metadata: output keys ['y'] differ from the manifest's ['pred']" in (
         capsys.readouterr().err

@@ -53,23 +53,16 @@ def cuda_gate(
     tfserving_version: str,
     image_source: str,
     host: str = "this host",
-    gpu: bool = True,
-    on_incompatible: str = "fail",
-    build_cuda: str = "",
-    minor_compat: bool = False,
-    overrides: dict[str, str] | None = None,
+    **options: Any,
 ) -> dict[str, object]:
-    """The gate's decision for one host (see cuda_compat.gate)."""
+    """The gate's decision for one host (see cuda_compat.gate; its keyword options gpu,
+    on_incompatible, build_cuda, minor_compat and overrides pass through)."""
     return cuda_compat.gate(
         host=host,
         driver=driver,
         tfserving_version=tfserving_version,
         image_source=image_source,
-        gpu=gpu,
-        on_incompatible=on_incompatible,
-        build_cuda=build_cuda,
-        minor_compat=minor_compat,
-        overrides=overrides,
+        **options,
     )
 
 

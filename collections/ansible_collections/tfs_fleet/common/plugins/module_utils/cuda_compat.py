@@ -86,31 +86,35 @@ class CudaCompatError(ValueError):
     """Raised for malformed or unknown input; the message names the input and the fix."""
 
 
+def _matched(
+    pattern: re.Pattern[str], value: object, what: str, like: str, expected: str
+) -> re.Match[str]:
+    """``pattern`` matched against the string ``value``; CudaCompatError naming ``what``."""
+    if not isinstance(value, str):
+        raise CudaCompatError(f"{what} must be a string like {like}, got {value!r}")
+    match = pattern.match(value.strip())
+    if match is None:
+        raise CudaCompatError(f"malformed {what} {value!r}: expected {expected}")
+    return match
+
+
 def parse_driver_version(value: object) -> DriverVersion:
     """Parse an NVIDIA driver version such as '535.104.05' or '396.37' into a 3-tuple."""
-    if not isinstance(value, str):
-        raise CudaCompatError(
-            f"NVIDIA driver version must be a string like '535.104.05', got {value!r}"
-        )
-    match = _DRIVER_RE.match(value.strip())
-    if match is None:
-        raise CudaCompatError(
-            f"malformed NVIDIA driver version {value!r}: expected MAJOR.MINOR[.PATCH] "
-            "digits, as printed by 'nvidia-smi --query-gpu=driver_version --format=csv,noheader'"
-        )
+    match = _matched(
+        _DRIVER_RE,
+        value,
+        "NVIDIA driver version",
+        "'535.104.05'",
+        "MAJOR.MINOR[.PATCH] digits, as printed by "
+        "'nvidia-smi --query-gpu=driver_version --format=csv,noheader'",
+    )
     major, minor, patch = match.groups()
     return int(major), int(minor), int(patch or 0)
 
 
 def parse_cuda_version(value: object) -> CudaVersion:
     """Parse a CUDA version such as '12.2' or '12.2.0' into (major, minor)."""
-    if not isinstance(value, str):
-        raise CudaCompatError(f"CUDA version must be a string like '12.2', got {value!r}")
-    match = _CUDA_RE.match(value.strip())
-    if match is None:
-        raise CudaCompatError(
-            f"malformed CUDA version {value!r}: expected MAJOR.MINOR such as '12.2'"
-        )
+    match = _matched(_CUDA_RE, value, "CUDA version", "'12.2'", "MAJOR.MINOR such as '12.2'")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -120,14 +124,14 @@ def format_cuda(version: CudaVersion) -> str:
 
 def tfserving_series(value: object) -> str:
     """Return the major.minor series of a TF Serving version ('2.19.1-gpu' -> '2.19')."""
-    if not isinstance(value, str):
-        raise CudaCompatError(f"TF Serving version must be a string like '2.19.1', got {value!r}")
-    match = _TFS_RE.match(value.strip())
-    if match is None:
-        raise CudaCompatError(
-            f"malformed TF Serving version {value!r}: expected a release such as '2.19.1' "
-            "('latest' and other floating tags cannot be checked: pin a release)"
-        )
+    match = _matched(
+        _TFS_RE,
+        value,
+        "TF Serving version",
+        "'2.19.1'",
+        "a release such as '2.19.1' "
+        "('latest' and other floating tags cannot be checked: pin a release)",
+    )
     return f"{int(match.group(1))}.{int(match.group(2))}"
 
 

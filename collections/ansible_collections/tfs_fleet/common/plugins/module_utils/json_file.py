@@ -58,6 +58,11 @@ def render(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
+def file_diff(path: str, before: str, after: str) -> dict[str, str]:
+    """The ``diff`` of a module result (what --diff shows) for a file's text."""
+    return {"before": before, "after": after, "before_header": path, "after_header": path}
+
+
 def read(path: str) -> tuple[str, int | None]:
     """The file's text and mode; ("", None) when it does not exist."""
     try:

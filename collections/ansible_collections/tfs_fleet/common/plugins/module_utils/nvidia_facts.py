@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 NVIDIA_PCI_VENDOR = "0x10de"
 # PCI base class 0x03: display controllers (0x0300 VGA, 0x0302 3D controller). NVIDIA's
@@ -34,15 +35,20 @@ class NvidiaParseError(ValueError):
     """Raised when a tool's output does not have the expected shape."""
 
 
+def pci_scan_lines(scan: str) -> Iterator[tuple[str, list[str], str]]:
+    """(line, path parts, value) of each ``<path>/<address>/<attribute>:<value>`` line of a
+    PCI sysfs scan; blank lines are skipped."""
+    for raw in scan.splitlines():
+        line = raw.strip()
+        if line:
+            path, _, value = line.rpartition(":")
+            yield raw, path.split("/"), value
+
+
 def pci_gpus(scan: str) -> list[dict[str, str]]:
     """NVIDIA GPUs (address, device id, class) found in a PCI sysfs scan."""
     devices: dict[str, dict[str, str]] = {}
-    for raw in scan.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        path, _, value = line.rpartition(":")
-        parts = path.split("/")
+    for raw, parts, value in pci_scan_lines(scan):
         value = value.strip().lower()
         if (
             len(parts) < 2

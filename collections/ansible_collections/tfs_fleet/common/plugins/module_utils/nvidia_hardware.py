@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.tfs_fleet.common.plugins.module_utils.nvidia_facts import pci_scan_lines
+
 NVSWITCH_CLASS_PREFIX = "0x0680"
 
 # (first device ID, last device ID, generation), ascending and without gaps.
@@ -63,25 +65,25 @@ FABRIC_MANAGER: tuple[str, ...] = ("auto", "always", "never")
 DISTRIBUTIONS: tuple[str, ...] = ("Debian", "Ubuntu", "RedHat")
 
 _UBUNTU_KERNEL_RE = re.compile(r"^\d+\.\d+\.\d+-\d+-([a-z0-9][a-z0-9.-]*)$")
-# Installed packages that tell the flavour of the kernel module.
-_OPEN_PACKAGE_RES = (
-    re.compile(
-        r"^nvidia-(?:driver|headless|headless-no-dkms|dkms|kernel-source)-\d{3}(?:-server)?-open$"
-    ),
-    re.compile(r"^linux-modules-nvidia-\d{3}(?:-server)?-open-"),
-    re.compile(r"^nvidia-open(?:-\d{3})?$"),
-    re.compile(r"^nvidia-open-kernel-dkms$"),
-    re.compile(r"^kmod-nvidia-open-dkms$"),
+# Installed packages that tell the flavour of the kernel module. Ubuntu's branch packages
+# (nvidia-driver-580[-server][-open], linux-modules-nvidia-580[-server]-[open-]<kernel>) differ
+# only in the "open" part, so both lists build on the same two stems.
+_BRANCH_PACKAGE = (
+    r"^nvidia-(?:driver|headless|headless-no-dkms|dkms|kernel-source)-\d{3}(?:-server)?"
 )
-_PROPRIETARY_PACKAGE_RES = (
-    re.compile(
-        r"^nvidia-(?:driver|headless|headless-no-dkms|dkms|kernel-source)-\d{3}(?:-server)?$"
-    ),
-    re.compile(r"^linux-modules-nvidia-\d{3}(?:-server)?-(?!open-)"),
-    re.compile(r"^cuda-drivers(?:-\d{3})?$"),
-    re.compile(r"^nvidia-kernel-dkms$"),
-    re.compile(r"^kmod-nvidia-latest-dkms$"),
-)
+_LINUX_MODULES = r"^linux-modules-nvidia-\d{3}(?:-server)?-"
+
+
+def _package_res(branch_end: str, modules_end: str, *others: str) -> tuple[re.Pattern[str], ...]:
+    """The branch and linux-modules stems with their endings, then the other patterns."""
+    patterns = (_BRANCH_PACKAGE + branch_end, _LINUX_MODULES + modules_end, *others)
+    return tuple(re.compile(pattern) for pattern in patterns)
+
+
+_OPEN = (r"^nvidia-open(?:-\d{3})?$", r"^nvidia-open-kernel-dkms$", r"^kmod-nvidia-open-dkms$")
+_PROPRIETARY = (r"^cuda-drivers(?:-\d{3})?$", r"^nvidia-kernel-dkms$", r"^kmod-nvidia-latest-dkms$")
+_OPEN_PACKAGE_RES = _package_res("-open$", "open-", *_OPEN)
+_PROPRIETARY_PACKAGE_RES = _package_res("$", "(?!open-)", *_PROPRIETARY)
 
 
 class NvidiaPlanError(ValueError):
@@ -110,12 +112,7 @@ def pci_nvswitches(scan: str) -> list[dict[str, str]]:
     """NVSwitch functions (NVIDIA vendor, PCI class 0x0680) in the PCI sysfs scan that
     nvidia_facts.pci_gpus reads (``<path>/<address>/<attribute>:<value>`` lines)."""
     devices: dict[str, dict[str, str]] = {}
-    for raw in scan.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        path, _, value = line.rpartition(":")
-        parts = path.split("/")
+    for raw, parts, value in pci_scan_lines(scan):
         if len(parts) < 2:
             raise NvidiaPlanError(f"unexpected PCI scan line {raw!r}")
         devices.setdefault(parts[-2].lower(), {})[parts[-1]] = value.strip().lower()

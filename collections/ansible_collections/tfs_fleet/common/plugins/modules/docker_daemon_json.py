@@ -90,6 +90,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
     JsonFileError,
+    file_diff,
     lock,
     read,
     render,
@@ -231,12 +232,9 @@ def finish(
         "mode": f"{target_mode:04o}",
     }
     if module._diff:
-        result["diff"] = {
-            "before": before_text,
-            "after": render(wanted) if content_changed else before_text,
-            "before_header": path,
-            "after_header": path,
-        }
+        result["diff"] = file_diff(
+            path, before_text, render(wanted) if content_changed else before_text
+        )
     if module.check_mode or not result["changed"]:
         return result
     if content_changed:

@@ -75,6 +75,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tfs_fleet.common.plugins.module_utils.host_record import apply, normalise
 from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
     JsonFileError,
+    file_diff,
     lock,
     parse_object,
     read,
@@ -116,12 +117,7 @@ def main() -> None:
             )
             result = {"changed": changed, "record": record, **_parts(record)}
             if module._diff:
-                result["diff"] = {
-                    "before": text,
-                    "after": render(record) if changed else text,
-                    "before_header": path,
-                    "after_header": path,
-                }
+                result["diff"] = file_diff(path, text, render(record) if changed else text)
             if changed and not module.check_mode:
                 write_atomically(path, render(record), mode if mode is not None else 0o644)
         finally:
