@@ -9,6 +9,7 @@ C++ Session::Run does), without the Python client's shape check, so a [3] batch 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,11 @@ class Servable:
         self.session = tf.compat.v1.Session(graph=self.graph, config=settings.config)
         self._outputs: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Requests in flight (TF Serving unloads a version only once every handle to it is
+        # released: a request that found this version finishes on it).
+        self._idle = threading.Condition()
+        self._busy = 0
+        self._last_start = 0.0
         try:
             with self.graph.as_default(), deprecation.silence():
                 self.meta_graph: meta_graph_pb2.MetaGraphDef = tf.compat.v1.saved_model.loader.load(
@@ -85,6 +91,19 @@ class Servable:
         self, feeds: dict[str, np.ndarray], fetches: list[str], timeout_ms: int = 0
     ) -> list[np.ndarray]:
         """Run the session: feeds and fetches are tensor names (e.g. "x:0")."""
+        with self._idle:
+            self._busy += 1
+            self._last_start = time.monotonic()
+        try:
+            return self._run(feeds, fetches, timeout_ms)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _run(
+        self, feeds: dict[str, np.ndarray], fetches: list[str], timeout_ms: int
+    ) -> list[np.ndarray]:
         try:
             feed_map = {self._tf_output(name): value for name, value in feeds.items()}
             fetch_list = [self._tf_output(name) for name in fetches]
@@ -103,5 +122,14 @@ class Servable:
             if options is not None:
                 pywrap_tf_session.TF_DeleteBuffer(options)
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 0.2, limit_s: float = 30.0) -> None:
+        """Close once no request has been running for ``grace_s`` (a request that resolved this
+        version just before it was unpublished still starts on it), at most ``limit_s``."""
+        deadline = time.monotonic() + limit_s
+        with self._idle:
+            while time.monotonic() < deadline:
+                quiet = time.monotonic() - self._last_start
+                if self._busy == 0 and quiet >= grace_s:
+                    break
+                self._idle.wait(timeout=max(0.01, grace_s - quiet) if self._busy == 0 else 0.1)
         self.session.close()
