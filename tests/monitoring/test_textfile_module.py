@@ -53,3 +53,11 @@ def test_missing_directory_fails_naming_it(tmp_path: Path) -> None:
     result = run(tmp_path / "absent" / "x.prom", "a 1\n")
     assert result["failed"] is True
     assert "no such directory" in result["msg"]
+
+
+def test_check_mode_with_the_directory_not_yet_made_reports_a_change(tmp_path: Path) -> None:
+    """A first converge in check mode: the directory task before only said it would create it."""
+    result = run(tmp_path / "absent" / "x.prom", "a 1\n", "--check")
+    assert result.get("failed") is not True, result
+    assert result["changed"] is True
+    assert not (tmp_path / "absent").exists()

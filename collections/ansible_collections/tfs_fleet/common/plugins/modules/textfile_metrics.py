@@ -125,7 +125,8 @@ def main() -> None:
         mode = int(module.params["mode"], 8)
     except ValueError:
         module.fail_json(msg=f"mode {module.params['mode']!r} is not an octal file mode")
-    if not os.path.isdir(os.path.dirname(path) or "."):
+    # In check mode the task before this one only said it would create the directory.
+    if not os.path.isdir(os.path.dirname(path) or ".") and not module.check_mode:
         module.fail_json(msg=f"{os.path.dirname(path)}: no such directory for {path}")
     old = ""
     if os.path.exists(path):
