@@ -16,6 +16,37 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import (
     nvidia_hardware,
 )
 
+DOCUMENTATION = r"""
+name: cuda_gate
+short_description: The CUDA compatibility gate's decision for one host
+description:
+  - Takes the host's NVIDIA driver version and returns whether TF Serving O(tfserving_version)'s
+    GPU image can run there (the CUDA it needs against the highest CUDA the driver supports), and
+    what to do when it cannot (fail with a message naming the fix, or switch the host to a build
+    for an older CUDA). See docs/gpu.md.
+  - The same file holds the other GPU filters; see their docstrings in the source
+    (C(cuda_max_for_driver), C(cuda_min_driver), C(tfserving_cuda), the C(nvidia_*) parsers of
+    nvidia-smi, /proc/driver/nvidia/version and PCI sysfs, and C(nvidia_driver_plan)).
+positional: tfserving_version, image_source, host
+options:
+  _input:
+    description: The driver version (for example C(535.104.05)).
+    type: str
+    required: true
+  tfserving_version:
+    description: The TF Serving release whose GPU image would run.
+    type: str
+    required: true
+  image_source:
+    description: How the image is obtained (C(pull), C(archive), C(build), C(standin)).
+    type: str
+    required: true
+  host:
+    description: The host's name, for the messages.
+    type: str
+    default: this host
+"""
+
 
 def _wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:

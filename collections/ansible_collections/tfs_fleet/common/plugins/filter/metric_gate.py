@@ -30,7 +30,7 @@ options:
     required: true
   baseline:
     description: The same figures for the hosts not updated yet; empty or C(requests) 0 when
-      there are none (the last batch): then only the fixed limits apply.
+      there are none (the last batch), and then only the fixed limits apply.
     type: dict
   limits:
     description: C(min_requests), C(max_error_ratio), C(max_p99_ms), C(max_error_ratio_excess)
