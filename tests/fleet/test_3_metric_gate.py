@@ -20,7 +20,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from fleet import HOSTS, MODEL, PROMETHEUS, REST_BASE, FrontDoor, Run, playbook
+from fleet import HOSTS, LB, MODEL, MONITORING, PROMETHEUS, REST_BASE, FrontDoor, Run, playbook
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
@@ -97,6 +97,24 @@ def latest_versions() -> dict[str, str]:
         s["metric"]["host"]: s["value"][1]
         for s in query(f'tfs_fleet_model_latest_version{{model="{MODEL}"}}')
     }
+
+
+def test_prometheus_scrapes_every_host_of_the_fleet(front_door: FrontDoor) -> None:
+    """`up` is 1 for each serving container, each node exporter (the monitoring host's too),
+    HAProxy on the LB host and Prometheus itself."""
+    deadline = time.monotonic() + 90
+    while True:
+        up = {(s["metric"]["job"], s["metric"]["host"]): s["value"][1] for s in query("up")}
+        wanted = {
+            **{("tfserving", h): "1" for h in HOSTS},
+            **{("node", h): "1" for h in (*HOSTS, MONITORING)},
+            ("haproxy", LB): "1",
+            ("prometheus", MONITORING): "1",
+        }
+        if up == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert up == wanted
 
 
 def test_slow_version_rolled_back_by_the_metric_gate_under_load(front_door: FrontDoor) -> None:

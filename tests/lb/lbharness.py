@@ -76,6 +76,7 @@ class Lb:
     grpc: str
     rest: str
     proc: subprocess.Popen[str]
+    metrics: str = ""
 
     def stat(self) -> dict[tuple[str, str], dict[str, str]]:
         rows = hr.parse_stat(hr.command(self.socket, "show stat"))
@@ -107,7 +108,7 @@ def running_lb(
     from ansible_collections.tfs_fleet.common.plugins.filter.lb import lb_model_checks
 
     tmp.mkdir(parents=True, exist_ok=True)
-    grpc, rest, stats = free_port(), free_port(), free_port()
+    grpc, rest, stats, metrics = free_port(), free_port(), free_port(), free_port()
     sock = str(tmp / "admin.sock")
     config = tmp / "haproxy.cfg"
     values = {
@@ -117,6 +118,8 @@ def running_lb(
         "tfserving_lb_grpc_port": grpc,
         "tfserving_lb_rest_port": rest,
         "tfserving_lb_stats_port": stats,
+        "tfserving_lb_metrics_address": "127.0.0.1",
+        "tfserving_lb_metrics_port": metrics,
         "tfserving_lb_socket_path": sock,
         **extra,
     }
@@ -132,7 +135,9 @@ def running_lb(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"haproxy did not start: {proc.stderr.read()[-2000:]}")  # type: ignore[union-attr]
             time.sleep(0.1)
-        yield Lb(config, sock, f"127.0.0.1:{grpc}", f"127.0.0.1:{rest}", proc)
+        yield Lb(
+            config, sock, f"127.0.0.1:{grpc}", f"127.0.0.1:{rest}", proc, f"127.0.0.1:{metrics}"
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

@@ -5,6 +5,8 @@ exported half_plus_two with TensorFlow (tests/toolkit's stand-in). No Docker."""
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +63,18 @@ def test_predict_through_both_front_doors_balanced_per_request(lb: Lb) -> None:
     assert all(after[s] - before[s] >= 5 for s in after), (before, after)
     rest = RestClient(lb.rest, timeout_s=5)
     assert [float(rest.predict_rows(MODEL, [[3.0]]).reshape(-1)[0]) for _ in range(4)] == [3.5] * 4
+
+
+def test_metrics_listener_serves_only_metrics(lb: Lb) -> None:
+    """The listener the monitoring server scrapes: HAProxy's Prometheus exporter with the
+    servers' state, and nothing else (no stats page, no admin)."""
+    with urllib.request.urlopen(f"http://{lb.metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert f'haproxy_server_status{{proxy="{REST}",server="h1"' in text, text[:500]
+    for path in ("/stats", "/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{lb.metrics}{path}", timeout=5)
+        assert refused.value.code == 404
 
 
 def test_a_server_whose_model_is_not_available_is_down(lb: Lb, backends: list[Serving]) -> None:

@@ -1,0 +1,83 @@
+"""tfs_fleet.prom_targets: the table make demo prints, its exit codes, against a loopback HTTP
+server that answers like Prometheus's query API."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tfs_fleet import prom_targets
+
+
+def series(job: str, instance: str, up: str, host: str = "") -> dict[str, Any]:
+    labels = {"job": job, "instance": instance, **({"host": host} if host else {})}
+    return {"metric": {"__name__": "up", **labels}, "value": [1796000000.0, up]}
+
+
+@pytest.fixture
+def prometheus() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    answer: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert self.path.startswith("/api/v1/query?query=up")
+            data = {"resultType": "vector", "result": answer}
+            body = json.dumps({"status": "success", "data": data}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", answer
+    server.shutdown()
+
+
+def test_every_target_up_is_a_table_and_exit_0(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answer = prometheus
+    answer += [series("tfserving", "h2:8501", "1", "h2"), series("haproxy", "lb:8405", "1", "lb")]
+    assert prom_targets.main([url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Prometheus {url}: up"
+    assert out[1].split() == ["JOB", "INSTANCE", "HOST", "UP"]
+    assert [line.split() for line in out[2:]] == [
+        ["haproxy", "lb:8405", "lb", "1"],
+        ["tfserving", "h2:8501", "h2", "1"],
+    ]
+
+
+def test_a_target_down_is_named_and_exit_1(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answer = prometheus
+    answer += [series("tfserving", "h1:8501", "1", "h1"), series("node", "h1:9100", "0", "h1")]
+    assert prom_targets.main([url]) == 1
+    captured = capsys.readouterr()
+    assert ["node", "h1:9100", "h1", "0", "DOWN"] in [
+        ln.split() for ln in captured.out.splitlines()
+    ]
+    assert "down: node h1:9100" in captured.err
+
+
+def test_no_target_is_exit_1(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert prom_targets.main([prometheus[0]]) == 1
+    assert "no targets" in capsys.readouterr().err
+
+
+def test_prometheus_not_answering_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert prom_targets.main(["http://127.0.0.1:9", "--timeout", "2"]) == 2
+    assert "does not answer" in capsys.readouterr().err
