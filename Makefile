@@ -22,19 +22,9 @@ include $(sort $(wildcard mk/*.mk))
 TEST_STAGES := check test-molecule-docker test-molecule-nvidia_container_toolkit \
   test-pytest-docker test-molecule-tfserving_image test-molecule-nvidia_driver \
   test-molecule-tfserving test-molecule-tfserving_lb test-molecule-tfserving_monitoring \
-  test-molecule-site test-rollout
-# The load balancer's and the metric gate's fleet proofs (a 3-host fleet behind HAProxy under
-# load; a 2-host fleet with Prometheus, two rollouts): 941 s and 658 s measured here, which would
-# take make test past CI's 90 minutes today. `make test-proofs` runs both; they join TEST_STAGES
-# once they share the rollout stage's fleet.
-PROOF_STAGES := test-metric-gate test-lb
-
-.PHONY: test-proofs
-test-proofs: ## The LB and metric-gate proofs on sandbox fleets of their own (not yet in make test)
-	@rc=0; for s in $(PROOF_STAGES); do $(MAKE) --no-print-directory IN_TEST=1 $$s || { rc=1; echo "stage $$s failed"; }; done; \
-	  $(MAKE) --no-print-directory timings; exit $$rc
+  test-molecule-site test-fleet
 # pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
-# much time; `test-pytest-docker` the rest, except the rollout's fleet tests (test-rollout).
+# much time; `test-pytest-docker` the rest, except the fleet stage's tests (test-fleet: tests/fleet).
 CHECK_MARKS := not docker and not slow
 DOCKER_MARKS := (docker or slow) and not fleet
 

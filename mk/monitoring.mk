@@ -12,9 +12,6 @@ test-monitoring: venv controller-tools ## Monitoring: alert rule unit tests (pro
 
 test-molecule-tfserving_monitoring: standin-archive
 
-# The rollout's metric gate proven on a fleet of its own (TFS_FLEET_SANDBOX=mon): a slower
-# version rolled back under load with the p99 figure in the report, a good one passing.
-
-.PHONY: test-metric-gate
-test-metric-gate: venv images standin-archive ## Metric gate: slow canary rolled back under load, good one passes, drift skew
-	$(TIMED) metric-gate $(BIN)/pytest -q -p no:cacheprovider tests/metric_gate
+# The rollout's metric gate under load runs in the fleet stage (mk/rollout.mk,
+# tests/fleet/test_3_metric_gate.py): a slower version rolled back with the p99 figure in the
+# report, a good one passing, the drift metrics showing the skew only while the canary soaks.

@@ -1,11 +1,19 @@
-## ---- fleet rollout (issue 7) ----------------------------------------------------------------
-# playbooks/rollout.yml: canary, health-gated batches, automatic rollback, report. The fault
-# matrix runs on a 3-host sandbox fleet of its own (TFS_FLEET_SANDBOX=rollout, ports 39501-39503
-# and 39601-39603), created once and removed at the end. See docs/rollout.md.
+## ---- fleet stage: rollout, load balancer, metric gate (issues 7, 11, 12) --------------------
+# One 3-host sandbox fleet (TFS_FLEET_SANDBOX=rollout; SSH as `ops`, sudo password from a vault
+# file; ports 30401-30403, 30501-30503, 30601-30603), created once and removed at the end, for
+# tests/fleet in file order (tests/fleet/conftest.py):
+#   test_1  the rollout's fault matrix (docs/rollout.md);
+#   test_2  an LB host and a monitoring host join (front door 30500/30600, Prometheus 30090),
+#           site.yml sets them up, the LB cases under load (docs/lb.md);
+#   test_3  the metric gate on that Prometheus (roles/tfserving_monitoring/README.md).
+
+.PHONY: test-fleet
+test-fleet: venv images standin-archive lb-tools ## Fleet stage: rollout fault matrix, then the LB cases and the metric gate on the same fleet
+	$(TIMED) fleet $(BIN)/pytest -q -p no:cacheprovider -m fleet tests/fleet
 
 .PHONY: test-rollout
-test-rollout: venv images standin-archive ## Rollout fault matrix (good v2 under load, bad v3, unreachable host, killed sync, restarts)
-	$(TIMED) rollout $(BIN)/pytest -q -p no:cacheprovider tests/rollout
+test-rollout: venv images standin-archive ## Only the rollout fault matrix (tests/fleet/test_1) on the fleet stage's fleet
+	$(TIMED) rollout $(BIN)/pytest -q -p no:cacheprovider tests/fleet/test_1_rollout_faults.py
 
 .PHONY: rollout
 rollout: venv ## Roll out the export base to the sandbox fleet (canary first, gated batches)

@@ -1,5 +1,6 @@
-"""The rollout tests' 3-host sandbox fleet (TFS_FLEET_SANDBOX=rollout): creation, the rollout
-playbook, per-host state as the tests assert it, and a bounded client load."""
+"""The fleet stage's 3-host sandbox fleet (TFS_FLEET_SANDBOX=rollout): creation, the load
+balancer and monitoring hosts that join it (the front door), the rollout playbook, per-host
+state as the tests assert it, and a bounded client load (tests/fleet/conftest.py: the order)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,13 @@ HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
 CANARY = HOSTS[0]
 # Below the kernel's ephemeral range (32768-60999): an outgoing connection can never hold them.
 GRPC_BASE, REST_BASE, SSH_BASE = 30500, 30600, 30400
+# The front door (test_2 on): the LB host listens on the bases themselves (gRPC 30500, REST 30600,
+# SSH 30400); the monitoring host (number 90: SSH 30490) publishes Prometheus on 30090.
+LB = f"tfs-fleet-{FLEET}-lb"
+MONITORING = f"tfs-fleet-{FLEET}-90"
+PROMETHEUS_PORT = 30090
+PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+FRONT_GRPC, FRONT_REST = f"127.0.0.1:{GRPC_BASE}", f"127.0.0.1:{REST_BASE}"
 # The rollout fleet is the sandbox's sudo-password flavour: Ansible logs in over SSH as the
 # unprivileged login user, and sudo asks for that user's password, which comes from a vault file
 # whose password comes from a file (as many fleets run it).
@@ -262,17 +270,21 @@ class Fleet:
                 shutil.copytree(library / MODEL / str(version), base / str(version))
 
 
+def sandbox_args(*extra: str) -> list[str]:
+    return [
+        str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_host_count=3",
+        "-e", "sandbox_sudo=password", "-e", f"sandbox_grpc_port_base={GRPC_BASE}",
+        "-e", f"sandbox_rest_port_base={REST_BASE}", "-e", f"sandbox_ssh_port_base={SSH_BASE}",
+        *extra,
+    ]  # fmt: skip
+
+
 def create_fleet() -> None:
     """The 3 sandbox hosts with their engine (idempotent)."""
     require_docker_image()
     if not ARCHIVE.is_file():
         raise AssertionError(f"{ARCHIVE} is missing: run `make standin-archive` first")
-    up = playbook(
-        str(REPO / "playbooks/sandbox.yml"), "-e", "sandbox_host_count=3",
-        "-e", "sandbox_sudo=password", "-e", f"sandbox_grpc_port_base={GRPC_BASE}",
-        "-e", f"sandbox_rest_port_base={REST_BASE}", "-e", f"sandbox_ssh_port_base={SSH_BASE}",
-        become_args=[],
-    )  # fmt: skip
+    up = playbook(*sandbox_args(), become_args=[])
     assert up.rc == 0, up.tail()
     # Installs docker.io on 3 hosts at once: minutes on 2 busy cores.
     setup = playbook(
@@ -281,6 +293,17 @@ def create_fleet() -> None:
     )  # fmt: skip
     assert setup.rc == 0, setup.tail()
     # The image reaches the hosts through the rollout's image step (the archive source).
+
+
+def add_front_door() -> None:
+    """The load balancer host (group lb) and the monitoring host (group monitoring) join the
+    fleet; site.yml (run by the caller) sets them up as it would in production."""
+    up = playbook(
+        *sandbox_args("-e", "sandbox_lb=true", "-e", "sandbox_monitoring=true",
+                      "-e", f"sandbox_prometheus_port={PROMETHEUS_PORT}"),
+        become_args=[],
+    )  # fmt: skip
+    assert up.rc == 0, up.tail()
 
 
 def destroy_fleet() -> None:
@@ -296,3 +319,57 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
 
 def iter_hosts_but(*excluded: str) -> Iterator[str]:
     return (h for h in HOSTS if h not in excluded)
+
+
+# The models the front-door files use, above the fault matrix's 1-5 (tests/rollout/make_models.py
+# kinds): good 11 (site.yml deploys it), bad 12 (answers wrong), slow 13 (answers right, extra
+# work per request), good 14.
+FRONT_MODELS = ("good:11", "bad:12", "slow:13", "good:14")
+
+
+def make_models(base: Path, *specs: str) -> None:
+    proc = subprocess.run(
+        [str(BIN / "python"), str(REPO / "tests/rollout/make_models.py"), str(base), *specs],
+        capture_output=True, text=True, env=env(), timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@dataclass
+class FrontDoor:
+    """The fleet with its LB and monitoring hosts, set up by site.yml serving version 11."""
+
+    fleet: Fleet
+    library: Path
+    export: Path
+    runs_dir: Path
+    site: Run
+
+    def site_args(self, *extra: str) -> list[str]:
+        return [
+            "-i", str(REPO / "inventories/sandbox"), str(REPO / "site.yml"),
+            "-e", f"tfserving_models_export_base={self.export}",
+            "-e", f"tfserving_verify_export_base={self.export}",
+            "-e", f"tfserving_image_archive_path={ARCHIVE}",
+            *extra,
+        ]  # fmt: skip
+
+    def rollout_args(self, run_id: str, *extra: str) -> list[str]:
+        return [
+            "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
+            "-e", f"tfserving_models_export_base={self.export}",
+            "-e", f"tfserving_verify_export_base={self.export}",
+            "-e", f"tfserving_image_archive_path={ARCHIVE}",
+            "-e", f"tfserving_rollout_report_dir={self.runs_dir}",
+            "-e", f"tfserving_rollout_run_id={run_id}",
+            *extra,
+        ]  # fmt: skip
+
+    def export_version(self, version: int) -> None:
+        subprocess.run(
+            ["cp", "-a", str(self.library / MODEL / str(version)),
+             str(self.export / MODEL / str(version))], check=True,
+        )  # fmt: skip
+
+    def withdraw_version(self, version: int) -> None:
+        subprocess.run(["rm", "-rf", str(self.export / MODEL / str(version))], check=True)

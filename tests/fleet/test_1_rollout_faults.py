@@ -1,6 +1,7 @@
-"""The rollout's fault matrix on a 3-host sandbox fleet of its own (docs/rollout.md).
+"""The rollout's fault matrix on the fleet stage's 3-host sandbox fleet (docs/rollout.md;
+tests/fleet/conftest.py), before any load balancer or monitoring host joins it.
 
-The fleet is created once for the module and reused; every scenario first converges the fleet to
+The fleet is created once for the session and reused; every scenario first converges the fleet to
 its starting point (a rollout, only when some host is elsewhere) and asserts each host's final
 state: image, model versions present on disk and AVAILABLE, and the client requests that failed.
 """
@@ -31,8 +32,6 @@ from fleet import (
     Load,
     available_versions,
     container,
-    create_fleet,
-    destroy_fleet,
     docker,
     env,
     in_host,
@@ -68,7 +67,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every version the scenarios use, exported once: 1, 2, 4 good, 3 bad, 5 big (24 MB)."""
     base = tmp_path_factory.mktemp("library")
     proc = subprocess.run(
-        [str(BIN / "python"), str(Path(__file__).with_name("make_models.py")), str(base),
+        [str(BIN / "python"), str(REPO / "tests/rollout/make_models.py"), str(base),
          "good:1", "good:2", "bad:3", "good:4", "big:5:24"],
         capture_output=True, text=True, env=env(), timeout=300,
     )  # fmt: skip
@@ -76,16 +75,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Iterator[Fleet]:
-    start = time.monotonic()
-    create_fleet()
-    runs = REPO / "artifacts" / "rollout" / "tests"
-    the_fleet = Fleet(export_base=tmp_path_factory.mktemp("export"), runs_dir=runs)
-    TIMINGS["fleet"] = time.monotonic() - start
-    yield the_fleet
-    if os.environ.get("TFS_FLEET_ROLLOUT_KEEP") != "1":
-        destroy_fleet()
+@pytest.fixture(scope="module", autouse=True)
+def timings() -> Iterator[None]:
+    yield
     print(
         "\nrollout scenario timings (s): " + json.dumps({k: round(v) for k, v in TIMINGS.items()})
     )

@@ -1,0 +1,162 @@
+"""The rollout's metric gate on the fleet stage's 3 hosts (tests/fleet/conftest.py), with the
+Prometheus of the monitoring host that joined them in test_2 (127.0.0.1:30090), under
+continuous client load on each host's own REST port:
+
+1. version 13 answers like version 11 (the smoke test passes) but does a fixed amount of extra
+   work per request (tests/rollout/make_models.py slow:13): the canary is rolled back by the
+   metric gate, the report names the p99 figure, the other hosts are never touched;
+2. version 14 (good) passes the same gate on every host;
+3. the drift metrics show the skew while the canary soaks and none after the rollout.
+
+Batches [1, 100%]: one soak for the canary, one for the rest. Every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+from fleet import HOSTS, MODEL, PROMETHEUS, REST_BASE, FrontDoor, Run, playbook
+
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
+
+SOAK = 45
+BASE_VERSION, SLOW_VERSION, GOOD_VERSION = 11, 13, 14
+
+
+def query(expr: str) -> list[dict[str, Any]]:
+    url = f"{PROMETHEUS}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+class Load:
+    """REST predict round-robin on the hosts' published ports (bounded in time and count)."""
+
+    def __init__(self, max_seconds: float = 900, max_requests: int = 200_000) -> None:
+        self.max_seconds, self.max_requests = max_seconds, max_requests
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in HOSTS]
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        body = json.dumps({"instances": [[1.0]]}).encode()
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if self.sent >= self.max_requests:
+                return
+            host = HOSTS[self.sent % len(HOSTS)]
+            self.sent += 1
+            port = REST_BASE + int(host.rsplit("-", 1)[1])
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/models/{MODEL}:predict", data=body, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    response.read()
+            except (OSError, urllib.error.URLError) as exc:
+                self.failures.append(f"{host}: {exc}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def rollout(door: FrontDoor, version: int, run_id: str) -> Run:
+    door.export_version(version)
+    return playbook(
+        *door.rollout_args(run_id),
+        "-e", f"tfserving_rollout_prometheus_url={PROMETHEUS}",
+        "-e", f"tfserving_rollout_soak_seconds={SOAK}",
+        "-e", '{"tfserving_rollout_serial": [1, "100%"]}',
+        "-e", "tfserving_verify_wait_seconds=90",
+        timeout=1500,
+    )  # fmt: skip
+
+
+def report(door: FrontDoor, run_id: str) -> dict[str, Any]:
+    return json.loads((door.runs_dir / run_id / "report.json").read_text())
+
+
+def latest_versions() -> dict[str, str]:
+    return {
+        s["metric"]["host"]: s["value"][1]
+        for s in query(f'tfs_fleet_model_latest_version{{model="{MODEL}"}}')
+    }
+
+
+def test_slow_version_rolled_back_by_the_metric_gate_under_load(front_door: FrontDoor) -> None:
+    with Load() as load:
+        time.sleep(20)  # the baseline's traffic in Prometheus before the canary soaks
+        run = rollout(front_door, SLOW_VERSION, "slow")
+    assert run.rc != 0, run.tail()
+    hosts = {h["host"]: h for h in report(front_door, "slow")["hosts"]}
+    canary = hosts[HOSTS[0]]
+    assert canary["status"] == "rolled-back", canary
+    assert canary["gate"] == "failed", canary
+    assert "metric gate after 45 s: p99 latency" in canary["detail"], canary["detail"]
+    assert "that of the hosts not updated" in canary["detail"], canary["detail"]
+    for other in HOSTS[1:]:
+        assert hosts[other]["status"] not in ("updated", "rolled-back"), hosts[other]
+    assert _wait_versions(str(BASE_VERSION))
+    assert load.sent > 100
+
+
+def _wait_versions(version: str, seconds: float = 60) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if set(latest_versions().values()) == {version} and len(latest_versions()) == len(HOSTS):
+            return True
+        time.sleep(3)
+    raise AssertionError(f"drift metrics never agreed on version {version}: {latest_versions()}")
+
+
+def test_good_version_passes_and_the_drift_shows_the_skew_only_during(
+    front_door: FrontDoor,
+) -> None:
+    skew_seen: list[dict[str, str]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 1200
+        while not stop.is_set() and time.monotonic() < deadline:
+            versions = latest_versions()
+            if len(set(versions.values())) > 1:
+                skew_seen.append(versions)
+            time.sleep(3)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    with Load() as load:
+        time.sleep(10)
+        watcher.start()
+        run = rollout(front_door, GOOD_VERSION, "good")
+        stop.set()
+        watcher.join(timeout=30)
+    assert run.rc == 0, run.tail()
+    result = report(front_door, "good")
+    for host in result["hosts"]:
+        assert host["status"] == "updated", host
+        assert host["detail"].startswith("metric gate passed after 45 s"), host["detail"]
+    during = {HOSTS[0]: str(GOOD_VERSION), **{h: str(BASE_VERSION) for h in HOSTS[1:]}}
+    assert skew_seen and skew_seen[0] == during, skew_seen[:3]
+    assert _wait_versions(str(GOOD_VERSION))
+    skew = query(
+        f'max by (model) (tfs_fleet_model_latest_version{{model="{MODEL}"}})'
+        f' != min by (model) (tfs_fleet_model_latest_version{{model="{MODEL}"}})'
+    )
+    assert skew == []
+    assert not load.failures[:1] or len(load.failures) < load.sent * 0.01, load.failures[:5]
