@@ -1,0 +1,86 @@
+"""PNG plots of a run (matplotlib, no display): written beside docs/bench.md."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from tfs_bench.figures import Figure
+from tfs_bench.stats import percentile
+from tfs_bench.swap import LoadThreads, Window
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def latency_histogram(samples: Mapping[str, Sequence[float]], path: Path) -> Path:
+    """Per-call latency of both clients (cut at the 99.5th percentile of all calls)."""
+    everything = [v for values in samples.values() for v in values]
+    top = percentile(everything, 99.5)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in samples.items():
+        shown = [v for v in values if v <= top]
+        ax.hist(shown, bins=60, alpha=0.6, label=f"{name} (n={len(values)})")
+    ax.set_xlabel("Predict round trip (ms)")
+    ax.set_ylabel("calls")
+    ax.set_title("client_vs_stub: tfs_fleet GrpcClient vs bare stub, same server")
+    ax.legend()
+    return _save(fig, path)
+
+
+def cold_start_bars(samples: Mapping[str, Sequence[float]], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.4
+    for i, (name, values) in enumerate(samples.items()):
+        xs = [n + i * width for n in range(len(values))]
+        ax.bar(xs, values, width=width, label=name)
+    ax.set_xlabel("run (alternating order)")
+    ax.set_ylabel("wall time, process start to answer (s)")
+    ax.set_title("smoke_cold_start: smoke_test.py vs a client importing TensorFlow")
+    ax.legend()
+    return _save(fig, path)
+
+
+def swap_timeline(load: LoadThreads, windows: Sequence[Window], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ok = [s for s in load.samples if not s.error]
+    bad = [s for s in load.samples if s.error]
+    ax.scatter([s.t for s in ok], [s.ms for s in ok], s=2, label="answered")
+    if bad:
+        ax.scatter([s.t for s in bad], [s.ms for s in bad], s=12, c="red", label="failed")
+    for n, w in enumerate(w for w in windows if w.kind == "swap"):
+        label = "swap window" if n == 0 else None
+        ax.axvspan(w.start, w.end, color="orange", alpha=0.3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("time since the load started (s)")
+    ax.set_ylabel("Predict latency (ms, log)")
+    ax.set_title("swap: a new version loaded under steady load")
+    ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def ratio_summary(figures: Sequence[Figure], path: Path) -> Path:
+    """Every measured ratio against its goal."""
+    shown = [f for f in figures if f.value is not None and f.spec.units == "ratio" and f.spec.goal]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    names = [f.name for f in shown]
+    values = [float(f.value or 0.0) for f in shown]
+    colors = ["tab:red" if f.missed else "tab:green" for f in shown]
+    ax.barh(names, values, color=colors)
+    for n, f in enumerate(shown):
+        assert f.spec.goal is not None
+        ax.plot([f.spec.goal.limit] * 2, [n - 0.4, n + 0.4], color="black")
+    ax.set_xlabel("ratio (black line: goal; green met, red missed)")
+    ax.set_title("measured ratios")
+    return _save(fig, path)
