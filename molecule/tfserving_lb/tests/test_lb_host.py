@@ -63,6 +63,19 @@ def test_runtime_socket_and_stats_are_local(host):
     assert f'haproxy_server_status{{proxy="tfs_rest",server="{SERVING}",state="UP"}} 1' in metrics
 
 
+def test_metrics_only_listener_for_the_monitoring_server(host):
+    """tfserving_lb_metrics_port (8405, tfserving_monitoring's job "haproxy"): the metrics on
+    every address, and neither the stats page nor anything else."""
+    assert host.socket("tcp://0.0.0.0:8405").is_listening
+    metrics = host.check_output("curl -sf http://127.0.0.1:8405/metrics")
+    assert f'haproxy_server_status{{proxy="tfs_rest",server="{SERVING}",state="UP"}} 1' in metrics
+    for path in ("/stats", "/"):
+        code = host.check_output(
+            f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:8405{path}"
+        )
+        assert code == "404", (path, code)
+
+
 def test_a_server_without_its_model_version_is_down_and_up_with_it(host):
     """The served version moved out of the model directory: TF Serving (the stand-in) unloads
     it, the check sees no AVAILABLE version, HAProxy marks the server DOWN (the gRPC one too);
