@@ -14,6 +14,6 @@ lb-tools: ## Install HAProxy on the controller for the LB tests (apt-get as root
 test-molecule-tfserving_lb: standin-archive lb-tools
 
 .PHONY: lb-figures
-lb-figures: venv images standin-archive lb-tools ## Measure the LB cases on the fleet stage's fleet (docs/lb.md figures) and print them
+lb-figures: venv images standin-archive ## Measure the LB cases on the fleet stage's fleet (docs/lb.md figures) and print them
 	$(BIN)/pytest -q -s -p no:cacheprovider tests/fleet/test_2_lb_front_door.py
 	@cat artifacts/lb/figures.md

@@ -8,7 +8,7 @@
 #   test_3  the metric gate on that Prometheus (roles/tfserving_monitoring/README.md).
 
 .PHONY: test-fleet
-test-fleet: venv images standin-archive lb-tools ## Fleet stage: rollout fault matrix, then the LB cases and the metric gate on the same fleet
+test-fleet: venv images standin-archive ## Fleet stage: rollout fault matrix, then the LB cases and the metric gate on the same fleet
 	$(TIMED) fleet $(BIN)/pytest -q -p no:cacheprovider -m fleet tests/fleet
 
 .PHONY: test-rollout

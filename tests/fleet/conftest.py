@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet import (
     FRONT_MODELS,
-    MODEL,
     REPO,
     Fleet,
     FrontDoor,
@@ -61,8 +60,7 @@ def front_door(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> FrontD
     work = tmp_path_factory.mktemp("front-door")
     library, export = work / "library", work / "export"
     make_models(library, *FRONT_MODELS)
-    (export / MODEL).mkdir(parents=True)
-    door = FrontDoor(fleet, library, export, work / "runs", site=Run(0, "", 0))
+    door = FrontDoor(Fleet(export, work / "runs"), library, site=Run(0, "", 0))
     door.export_version(11)
     add_front_door()
     # Prometheus scrapes every 5 s (its default here 15 s): the metric gate's soak is 45 s.

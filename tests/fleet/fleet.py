@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,10 +317,6 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
-def iter_hosts_but(*excluded: str) -> Iterator[str]:
-    return (h for h in HOSTS if h not in excluded)
-
-
 # The models the front-door files use, above the fault matrix's 1-5 (tests/rollout/make_models.py
 # kinds): good 11 (site.yml deploys it), bad 12 (answers wrong), slow 13 (answers right, extra
 # work per request), good 14.
@@ -337,13 +333,16 @@ def make_models(base: Path, *specs: str) -> None:
 
 @dataclass
 class FrontDoor:
-    """The fleet with its LB and monitoring hosts, set up by site.yml serving version 11."""
+    """The fleet with its LB and monitoring hosts, set up by site.yml serving version 11; its
+    rollouts go through a Fleet of their own export base and reports."""
 
-    fleet: Fleet
+    rollouts: Fleet
     library: Path
-    export: Path
-    runs_dir: Path
     site: Run
+
+    @property
+    def export(self) -> Path:
+        return self.rollouts.export_base
 
     def site_args(self, *extra: str) -> list[str]:
         return [
@@ -354,22 +353,9 @@ class FrontDoor:
             *extra,
         ]  # fmt: skip
 
-    def rollout_args(self, run_id: str, *extra: str) -> list[str]:
-        return [
-            "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
-            "-e", f"tfserving_models_export_base={self.export}",
-            "-e", f"tfserving_verify_export_base={self.export}",
-            "-e", f"tfserving_image_archive_path={ARCHIVE}",
-            "-e", f"tfserving_rollout_report_dir={self.runs_dir}",
-            "-e", f"tfserving_rollout_run_id={run_id}",
-            *extra,
-        ]  # fmt: skip
-
     def export_version(self, version: int) -> None:
-        subprocess.run(
-            ["cp", "-a", str(self.library / MODEL / str(version)),
-             str(self.export / MODEL / str(version))], check=True,
-        )  # fmt: skip
+        self.rollouts.set_exported(sorted({*self.rollouts.exported(), version}), self.library)
 
     def withdraw_version(self, version: int) -> None:
-        subprocess.run(["rm", "-rf", str(self.export / MODEL / str(version))], check=True)
+        kept = [v for v in self.rollouts.exported() if v != version]
+        self.rollouts.set_exported(kept, self.library)

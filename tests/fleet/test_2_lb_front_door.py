@@ -198,8 +198,8 @@ def test_rollout_recreating_every_container_fails_no_request(front_door: FrontDo
     with Load(FRONT) as load:
         time.sleep(10)
         load.mark("during")
-        run = playbook(
-            *front_door.rollout_args(f"a-{time.time_ns()}", *NO_METRIC_GATE, "-e", setting)
+        run = front_door.rollouts.rollout(
+            *NO_METRIC_GATE, "-e", setting, run_id=f"a-{time.time_ns()}"
         )
         load.mark("after")
         time.sleep(5)
@@ -224,7 +224,7 @@ def test_bad_version_stops_at_the_canary_without_failed_requests(front_door: Fro
         with Load(FRONT) as load:
             time.sleep(5)
             load.mark("during")
-            run = playbook(*front_door.rollout_args(f"b-{time.time_ns()}", *NO_METRIC_GATE))
+            run = front_door.rollouts.rollout(*NO_METRIC_GATE, run_id=f"b-{time.time_ns()}")
             load.mark("after")
             time.sleep(5)
     finally:

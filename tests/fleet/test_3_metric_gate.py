@@ -20,7 +20,9 @@ import urllib.request
 from typing import Any
 
 import pytest
-from fleet import HOSTS, LB, MODEL, MONITORING, PROMETHEUS, REST_BASE, FrontDoor, Run, playbook
+from fleet import HOSTS, LB, MODEL, MONITORING, PROMETHEUS, REST_BASE, FrontDoor, Run
+
+from tfs_fleet import prom_targets
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
@@ -78,18 +80,13 @@ class Load:
 
 def rollout(door: FrontDoor, version: int, run_id: str) -> Run:
     door.export_version(version)
-    return playbook(
-        *door.rollout_args(run_id),
+    return door.rollouts.rollout(
         "-e", f"tfserving_rollout_prometheus_url={PROMETHEUS}",
         "-e", f"tfserving_rollout_soak_seconds={SOAK}",
         "-e", '{"tfserving_rollout_serial": [1, "100%"]}',
         "-e", "tfserving_verify_wait_seconds=90",
-        timeout=1500,
+        run_id=run_id, timeout=1500,
     )  # fmt: skip
-
-
-def report(door: FrontDoor, run_id: str) -> dict[str, Any]:
-    return json.loads((door.runs_dir / run_id / "report.json").read_text())
 
 
 def latest_versions() -> dict[str, str]:
@@ -104,12 +101,12 @@ def test_prometheus_scrapes_every_host_of_the_fleet(front_door: FrontDoor) -> No
     HAProxy on the LB host and Prometheus itself."""
     deadline = time.monotonic() + 90
     while True:
-        up = {(s["metric"]["job"], s["metric"]["host"]): s["value"][1] for s in query("up")}
+        up = {(job, host): is_up for job, _, host, is_up in prom_targets.rows(query("up"))}
         wanted = {
-            **{("tfserving", h): "1" for h in HOSTS},
-            **{("node", h): "1" for h in (*HOSTS, MONITORING)},
-            ("haproxy", LB): "1",
-            ("prometheus", MONITORING): "1",
+            **{("tfserving", h): True for h in HOSTS},
+            **{("node", h): True for h in (*HOSTS, MONITORING)},
+            ("haproxy", LB): True,
+            ("prometheus", MONITORING): True,
         }
         if up == wanted or time.monotonic() > deadline:
             break
@@ -122,7 +119,7 @@ def test_slow_version_rolled_back_by_the_metric_gate_under_load(front_door: Fron
         time.sleep(20)  # the baseline's traffic in Prometheus before the canary soaks
         run = rollout(front_door, SLOW_VERSION, "slow")
     assert run.rc != 0, run.tail()
-    hosts = {h["host"]: h for h in report(front_door, "slow")["hosts"]}
+    hosts = {h["host"]: h for h in front_door.rollouts.report("slow")["hosts"]}
     canary = hosts[HOSTS[0]]
     assert canary["status"] == "rolled-back", canary
     assert canary["gate"] == "failed", canary
@@ -165,7 +162,7 @@ def test_good_version_passes_and_the_drift_shows_the_skew_only_during(
         stop.set()
         watcher.join(timeout=30)
     assert run.rc == 0, run.tail()
-    result = report(front_door, "good")
+    result = front_door.rollouts.report("good")
     for host in result["hosts"]:
         assert host["status"] == "updated", host
         assert host["detail"].startswith("metric gate passed after 45 s"), host["detail"]
