@@ -1,5 +1,5 @@
 ## ---- load balancer (issue 11) --------------------------------------------------------------
-# roles/tfserving_lb (HAProxy in front of the fleet), drain/undrain, the load client. test-lb:
+# roles/tfserving_lb (HAProxy in front of the fleet), drain/undrain, the load client. Its tests:
 # the role's template, health check, runtime-API module and graceful reload on a real HAProxy
 # (this machine's package) in front of in-process servers (stage pytest-docker); the proof under
 # load runs in the fleet stage (mk/rollout.mk, tests/fleet/test_2_lb_front_door.py). docs/lb.md.
