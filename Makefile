@@ -22,7 +22,12 @@ include $(sort $(wildcard mk/*.mk))
 TEST_STAGES := check test-molecule-docker test-molecule-nvidia_container_toolkit \
   test-pytest-docker test-molecule-tfserving_image test-molecule-nvidia_driver \
   test-molecule-tfserving test-molecule-tfserving_lb test-molecule-tfserving_monitoring \
-  test-molecule-site test-fleet
+  test-fleet
+# Not a stage: test-molecule-site (site.yml on 2 hosts with passwordless sudo, 6-8 minutes). The
+# fleet stage runs site.yml over SSH on 3 and then 5 hosts with the sudo password, re-runs it
+# with changed=0, and molecule-tfserving_monitoring runs it on a sandbox of its own; the model
+# update and the serving verifier are molecule-tfserving's.
+
 # pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
 # much time; `test-pytest-docker` the rest, except the fleet stage's tests (test-fleet: tests/fleet).
 CHECK_MARKS := not docker and not slow
