@@ -87,7 +87,7 @@ demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then
 	 args="--grpc 127.0.0.1:18500 --rest 127.0.0.1:18600 $$(for n in $$(seq 1 $(SANDBOX_HOSTS)); do printf -- '--grpc 127.0.0.1:%s --rest 127.0.0.1:%s ' $$((18500+n)) $$((18600+n)); done)"; \
 	 $(PY) scripts/smoke_test.py --manifest $(DEMO_MODELS)/half_plus_two/$$v/tfs_fleet_manifest.json --version $$v $$args
 	@echo; echo "=== the fleet's Prometheus (tfs-fleet-sandbox-90; roles/tfserving_monitoring): every target it scrapes"
-	@$(PY) scripts/prometheus_targets.py http://127.0.0.1:$${TFS_FLEET_SANDBOX_PROMETHEUS_PORT:-19090}
+	@$(PY) scripts/prometheus_targets.py --wait 90 http://127.0.0.1:$${TFS_FLEET_SANDBOX_PROMETHEUS_PORT:-19090}
 	@$(MAKE) --no-print-directory timings
 
 .PHONY: demo-down

@@ -1,13 +1,15 @@
 """`up` of every target a Prometheus scrapes, as a table: what `make demo` prints at its end.
 
 Exit codes: 0 every target up, 1 a target down or none at all, 2 bad usage or Prometheus not
-answering."""
+answering. With --wait S it asks again every 2 s, for at most S seconds, until every target is up:
+a Prometheus that has just started has not scraped (or even discovered) its targets yet."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,17 +53,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="Prometheus's address, e.g. http://127.0.0.1:19090")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument(
+        "--wait", type=float, default=0.0, metavar="S",
+        help="ask again every 2 s for at most S seconds until every target is up (default 0)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        found = rows(query_up(args.url, args.timeout))
-    except (OSError, ValueError, urllib.error.URLError) as exc:
-        print(f"prometheus_targets: {args.url} does not answer: {exc}", file=sys.stderr)
+    if args.wait < 0 or args.timeout <= 0:
+        parser.error("--wait must be 0 or more and --timeout more than 0")
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            found = rows(query_up(args.url, args.timeout))
+            error = None
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            found, error = [], exc
+        settled = error is None and found and all(up for *_, up in found)
+        if settled or time.monotonic() + 2 > deadline:
+            break
+        time.sleep(2)
+    if error is not None:
+        print(f"prometheus_targets: {args.url} does not answer: {error}", file=sys.stderr)
         return 2
     print(f"Prometheus {args.url}: up")
     print(table(found))
     down = [f"{job} {instance}" for job, instance, _, up in found if not up]
     if not found or down:
-        print(f"prometheus_targets: {'down: ' + ', '.join(down) if down else 'no targets'}",
-              file=sys.stderr)  # fmt: skip
+        waited = f" after {args.wait:g} s" if args.wait else ""
+        what = "down: " + ", ".join(down) if down else "no targets"
+        print(f"prometheus_targets: {what}{waited}", file=sys.stderr)
         return 1
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,3 +82,37 @@ def test_no_target_is_exit_1(
 def test_prometheus_not_answering_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert prom_targets.main(["http://127.0.0.1:9", "--timeout", "2"]) == 2
     assert "does not answer" in capsys.readouterr().err
+
+
+def test_wait_asks_again_until_the_targets_appear(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Prometheus that has just started answers with no targets: --wait polls until they are
+    up (here they appear after about 3 s)."""
+    url, answer = prometheus
+    timer = threading.Timer(3, lambda: answer.append(series("node", "h1:9100", "1", "h1")))
+    timer.start()
+    try:
+        assert prom_targets.main([url, "--wait", "30"]) == 0
+    finally:
+        timer.cancel()
+    assert ["node", "h1:9100", "h1", "1"] in [
+        ln.split() for ln in capsys.readouterr().out.splitlines()
+    ]
+
+
+def test_wait_is_bounded_and_names_the_target_still_down(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, answer = prometheus
+    answer.append(series("node", "h1:9100", "0", "h1"))
+    start = time.monotonic()
+    assert prom_targets.main([url, "--wait", "4"]) == 1
+    assert time.monotonic() - start < 10
+    assert "down: node h1:9100 after 4 s" in capsys.readouterr().err
+
+
+def test_negative_wait_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        prom_targets.main(["http://127.0.0.1:9", "--wait", "-1"])
+    assert exc.value.code == 2
