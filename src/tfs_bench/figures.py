@@ -5,7 +5,7 @@ None and a status naming the reason): never a made-up number."""
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,8 @@ class Spec:
     needs_fleet: bool = False
 
 
-SANDBOX_REASON = "needs a sandbox fleet over SSH; this pass measures only the figures without one"
+SANDBOX_REASON = "needs the sandbox fleet over SSH; its part was not selected in this run (--only)"
+NO_FLEET_REASON = "--no-fleet (needs the sandbox fleet over SSH)"
 
 SPECS: tuple[Spec, ...] = (
     Spec("rerun_1host_s", "s", None, "idempotent site.yml re-run over SSH, 1 host", True),
@@ -46,10 +47,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("rerun_vs_stock_ratio", "ratio", Goal("<=", 0.5),
          "1-host re-run with ansible.cfg / with stock settings", True),
     Spec("sync_vs_rsync_ratio", "ratio", Goal("<=", 1.1),
-         "first sync of a 1 GB version via tfserving_models / bare rsync -a", True),
-    Spec("resync_bytes", "bytes", Goal("<=", 0), "bytes sent by an unchanged re-sync", True),
+         "first sync of a new 1 GiB version via tfserving_models / bare rsync -a, same ssh", True),
+    Spec("resync_bytes", "bytes", Goal("<=", 0),
+         "model-file bytes written on the host by an unchanged re-sync via tfserving_models",
+         True),
     Spec("resync_vs_full_ratio", "ratio", Goal("<=", 0.05),
-         "unchanged re-sync time / first sync time", True),
+         "unchanged re-sync time / first sync time (both via tfserving_models)", True),
     Spec("client_vs_stub_ratio", "ratio", Goal("<=", 1.2),
          "GrpcClient.predict median / bare PredictionServiceStub.Predict median (1000 calls)"),
     Spec("smoke_cold_start_ratio", "ratio", Goal("<=", 0.2),
@@ -112,16 +115,21 @@ def not_measured(name: str, reason: str) -> Figure:
     return Figure(SPEC_BY_NAME[name], value=None, status=f"not measured: {reason}")
 
 
-def complete(figures: dict[str, Figure]) -> list[Figure]:
-    """Every figure of SPECS in their order: the given ones, the others not measured (the
-    fleet's with SANDBOX_REASON, the rest as not run in this invocation)."""
-    unknown = set(figures) - set(SPEC_BY_NAME)
+def complete(
+    figures: Mapping[str, Figure], reasons: Mapping[str, str] | None = None
+) -> list[Figure]:
+    """Every figure of SPECS in their order: the given ones, the others not measured, with the
+    reason from reasons when it names them, else SANDBOX_REASON for the fleet's and "not
+    selected" for the rest."""
+    unknown = (set(figures) | set(reasons or {})) - set(SPEC_BY_NAME)
     if unknown:
         raise ValueError(f"unknown figures: {sorted(unknown)}")
     out = []
     for spec in SPECS:
         if spec.name in figures:
             out.append(figures[spec.name])
+        elif reasons and spec.name in reasons:
+            out.append(not_measured(spec.name, reasons[spec.name]))
         elif spec.needs_fleet:
             out.append(not_measured(spec.name, SANDBOX_REASON))
         else:

@@ -12,8 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tfs_bench.figures import Figure
+from tfs_bench.fleet import Rerun
+from tfs_bench.rollout import Call, Span
 from tfs_bench.stats import percentile
 from tfs_bench.swap import LoadThreads, Window
+from tfs_bench.sync import SyncRound
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -67,6 +70,62 @@ def swap_timeline(load: LoadThreads, windows: Sequence[Window], path: Path) -> P
     ax.set_ylabel("Predict latency (ms, log)")
     ax.set_title("swap: a new version loaded under steady load")
     ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def rerun_bars(runs: Sequence[Rerun], path: Path) -> Path:
+    """Every timed idempotent re-run, by case."""
+    cases = list(dict.fromkeys(r.case for r in runs))
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for n, case in enumerate(cases):
+        times = [r.seconds for r in runs if r.case == case]
+        ax.barh([n], [max(times)], color="lightgray")
+        ax.barh([n], [min(times)], color="tab:blue")
+        for t in times:
+            ax.plot([t, t], [n - 0.4, n + 0.4], color="black")
+        ax.text(max(times), n, f" {', '.join(f'{t:.0f}' for t in times)} s", va="center")
+    ax.set_yticks(range(len(cases)), cases)
+    ax.set_xlabel("idempotent site.yml re-run over SSH, changed=0 (s; a line per run)")
+    ax.set_title("rerun: 1 and 6 hosts, project vs stock Ansible settings")
+    return _save(fig, path)
+
+
+def sync_bars(rounds: Sequence[SyncRound], path: Path) -> Path:
+    """Per round: the role's first sync (its rsync task inside it), bare rsync, the re-sync."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.25
+    for n, r in enumerate(rounds):
+        transfer = r.role_tasks.get("transfer") or 0.0
+        ax.bar(n - width, r.role_s, width, color="tab:blue", label="role: models.yml" if not n
+               else None)  # fmt: skip
+        ax.bar(n - width, transfer, width, color="tab:cyan",
+               label="role: its rsync task" if not n else None)  # fmt: skip
+        ax.bar(n, r.rsync_s, width, color="tab:orange", label="bare rsync -a" if not n else None)
+        ax.bar(n + width, r.resync_s, width, color="tab:green",
+               label="role: unchanged re-sync" if not n else None)  # fmt: skip
+    ax.set_xticks(range(len(rounds)), [f"round {n + 1}" for n in range(len(rounds))])
+    ax.set_ylabel("wall time (s)")
+    ax.set_title("sync: a new ~1 GiB version to one host over SSH")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def rollout_timeline(calls: Sequence[Call], spans: Sequence[Span], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for kind, color in (("grpc", "tab:blue"), ("rest", "tab:purple")):
+        ok = [c for c in calls if c.kind == kind and not c.error]
+        ax.scatter([c.t for c in ok], [c.ms for c in ok], s=2, c=color, label=f"{kind} answered")
+    bad = [c for c in calls if c.error]
+    if bad:
+        ax.scatter([c.t for c in bad], [c.ms for c in bad], s=14, c="red", label="failed")
+    for span in spans:
+        color = "orange" if span.kind == "rollout" else "tab:green"
+        ax.axvspan(span.start, span.end, color=color, alpha=0.15, label=f"{span.kind} window")
+    ax.set_yscale("log")
+    ax.set_xlabel("time since the load started (s)")
+    ax.set_ylabel("latency through the front door (ms, log)")
+    ax.set_title("rollout: every container recreated behind the load balancer, under load")
+    ax.legend(loc="upper right", fontsize="small")
     return _save(fig, path)
 
 

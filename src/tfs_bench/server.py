@@ -32,14 +32,14 @@ def quiet_env() -> dict[str, str]:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
-def export_demo(export_base: Path, python: str = sys.executable) -> Path:
-    """Export half_plus_two version 1 under export_base; return its manifest path."""
+def export_demo(export_base: Path, python: str = sys.executable, version: int = 1) -> Path:
+    """Export half_plus_two as `version` under export_base; return its manifest path."""
     proc = subprocess.run(
         [python, str(REPO / "scripts" / "export_model.py"), "--demo", MODEL,
-         "--export-base", str(export_base)],
+         "--export-base", str(export_base), "--version", str(version)],
         capture_output=True, text=True, env=quiet_env(), timeout=300, check=False,
     )  # fmt: skip
-    manifest = export_base / MODEL / "1" / "tfs_fleet_manifest.json"
+    manifest = export_base / MODEL / str(version) / "tfs_fleet_manifest.json"
     if proc.returncode != 0 or not manifest.is_file():
         raise BenchError(f"export of the demo model failed: {proc.stderr[-2000:]}")
     return manifest
