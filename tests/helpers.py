@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The PLAY RECAP parser is the benchmark's (one parser for tests and bench).
+from tfs_bench.fleet import recap_changed as recap_changed
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TEST_IMAGE = os.environ.get("TFS_FLEET_TEST_IMAGE", "tfs-fleet/debian12-systemd:latest")
@@ -117,15 +120,3 @@ def playbook_report(
     """ansible_playbook with the JSON callback: (exit code, report)."""
     proc = ansible_playbook(playbook, inventory, *args, json_report=True, **kwargs)
     return proc.returncode, report_of(proc)
-
-
-def recap_changed(output: str) -> dict[str, int]:
-    """Parse 'changed=N' per host from a PLAY RECAP."""
-    result: dict[str, int] = {}
-    recap = output.split("PLAY RECAP", 1)[-1]
-    for line in recap.splitlines():
-        if ": ok=" in line:
-            host, stats = line.split(":", 1)
-            fields = dict(item.split("=") for item in stats.split())
-            result[host.strip()] = int(fields["changed"])
-    return result

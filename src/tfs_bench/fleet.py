@@ -72,6 +72,19 @@ _RECAP_LINE = re.compile(r"^(?P<host>\S+)\s*:\s*(?P<stats>ok=\d+.*)$")
 _PROFILE_LINE = re.compile(r"^(?P<name>\S.*?) -+ (?P<s>\d+(?:\.\d+)?)s$")
 
 
+def sandbox_playbook_args(playbook: str, export_base: Path, *extra: str) -> list[str]:
+    """ansible-playbook's arguments for a playbook of the project (relative to the repository)
+    on a sandbox fleet: the sandbox inventory, the export base the models and the smoke test
+    read, and the stand-in archive the image role ships."""
+    return [
+        "-i", str(REPO / "inventories/sandbox"), str(REPO / playbook),
+        "-e", f"tfserving_models_export_base={export_base}",
+        "-e", f"tfserving_verify_export_base={export_base}",
+        "-e", f"tfserving_image_archive_path={ARCHIVE}",
+        *extra,
+    ]  # fmt: skip
+
+
 def serving_hosts(count: int) -> list[str]:
     return [f"{PREFIX}-{n}" for n in range(1, count + 1)]
 
@@ -223,13 +236,7 @@ class BenchFleet:
         return Run(rc, "".join(lines), time.monotonic() - start)
 
     def site_args(self, *extra: str) -> list[str]:
-        return [
-            "-i", str(REPO / "inventories/sandbox"), str(REPO / "site.yml"),
-            "-e", f"tfserving_models_export_base={self.export_base}",
-            "-e", f"tfserving_verify_export_base={self.export_base}",
-            "-e", f"tfserving_image_archive_path={ARCHIVE}",
-            *extra,
-        ]  # fmt: skip
+        return sandbox_playbook_args("site.yml", self.export_base, *extra)
 
     def sandbox_args(self, state: str = "present") -> list[str]:
         return [

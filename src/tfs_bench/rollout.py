@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfs_bench.figures import Figure, measured
-from tfs_bench.fleet import ARCHIVE, LB_HOST, PORTS, BenchFleet, Run
-from tfs_bench.server import MODEL, REPO, BenchError
+from tfs_bench.fleet import LB_HOST, PORTS, BenchFleet, Run, sandbox_playbook_args
+from tfs_bench.server import MODEL, BenchError
 from tfs_bench.stats import percentile, ratio
 from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError
 
@@ -199,15 +199,12 @@ def container_ids(fleet: BenchFleet) -> dict[str, str]:
 
 def rollout_args(fleet: BenchFleet, run_id: str) -> list[str]:
     setting = json.dumps({"tfserving_env": {"TFS_FLEET_BENCH_ROLLOUT": run_id}})
-    return [
-        "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
-        "-e", f"tfserving_models_export_base={fleet.export_base}",
-        "-e", f"tfserving_verify_export_base={fleet.export_base}",
-        "-e", f"tfserving_image_archive_path={ARCHIVE}",
+    return sandbox_playbook_args(
+        "playbooks/rollout.yml", fleet.export_base,
         "-e", f"tfserving_rollout_report_dir={fleet.out / 'rollout'}",
         "-e", f"tfserving_rollout_run_id={run_id}",
         "-e", setting,
-    ]  # fmt: skip
+    )  # fmt: skip
 
 
 def rollout(

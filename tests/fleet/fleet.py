@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError
 
 from helpers import BIN, REPO, docker, recap_changed, require_docker_image
@@ -46,9 +47,6 @@ MODEL = "half_plus_two"
 IMAGE = "tfs-fleet/serving-standin:latest"
 MODELS_DIR = f"/srv/tfserving/models/{MODEL}"
 RETIRED_DIR = f"/srv/tfserving/retired/{MODEL}"
-ARCHIVE = Path(
-    os.environ.get("TFS_FLEET_STANDIN_ARCHIVE", REPO / "artifacts/images/serving-standin.tar")
-)
 NO_RETRY = RetryPolicy(attempts=1)
 
 
@@ -234,10 +232,7 @@ class Fleet:
     def rollout_args(self, *extra: str, run_id: str) -> list[str]:
         return [
             str(BIN / "ansible-playbook"), *BECOME_ARGS,
-            "-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/rollout.yml"),
-            "-e", f"tfserving_models_export_base={self.export_base}",
-            "-e", f"tfserving_verify_export_base={self.export_base}",
-            "-e", f"tfserving_image_archive_path={ARCHIVE}",
+            *sandbox_playbook_args("playbooks/rollout.yml", self.export_base),
             "-e", f"tfserving_rollout_report_dir={self.runs_dir}",
             "-e", f"tfserving_rollout_run_id={run_id}",
             "-e", "tfserving_verify_wait_seconds=60",
@@ -345,13 +340,7 @@ class FrontDoor:
         return self.rollouts.export_base
 
     def site_args(self, *extra: str) -> list[str]:
-        return [
-            "-i", str(REPO / "inventories/sandbox"), str(REPO / "site.yml"),
-            "-e", f"tfserving_models_export_base={self.export}",
-            "-e", f"tfserving_verify_export_base={self.export}",
-            "-e", f"tfserving_image_archive_path={ARCHIVE}",
-            *extra,
-        ]  # fmt: skip
+        return sandbox_playbook_args("site.yml", self.export, *extra)
 
     def export_version(self, version: int) -> None:
         self.rollouts.set_exported(sorted({*self.rollouts.exported(), version}), self.library)
