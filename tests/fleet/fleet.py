@@ -275,10 +275,13 @@ def sandbox_args(*extra: str) -> list[str]:
 
 
 def create_fleet() -> None:
-    """The 3 sandbox hosts with their engine (idempotent)."""
+    """The 3 sandbox hosts with their engine, from nothing: a fleet left by a run that was
+    killed keeps its engine volumes, and its serving containers and deployment records would
+    come back with the new hosts (every test here expects a fresh fleet)."""
     require_docker_image()
     if not ARCHIVE.is_file():
         raise AssertionError(f"{ARCHIVE} is missing: run `make standin-archive` first")
+    destroy_fleet()
     up = playbook(*sandbox_args(), become_args=[])
     assert up.rc == 0, up.tail()
     # Installs docker.io on 3 hosts at once: minutes on 2 busy cores.
