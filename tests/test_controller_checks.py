@@ -40,6 +40,19 @@ def test_versions_in_compares_paths_not_patterns(base: str) -> None:
     assert versions_in(files, f"{base}/m") == [1, 2]
 
 
+def test_versions_in_with_a_prefix_takes_the_staging_directories_only() -> None:
+    # The role's staging directories: their versions decide which transfers compare checksums.
+    files = found(
+        "/srv/m/half/1", "/srv/m/half/.tfs-fleet-incoming-3", "/srv/m/half/.tfs-fleet-incoming-x",
+        "/srv/m/half/.tfs-fleet-incoming-", "/srv/m/other/.tfs-fleet-incoming-5",
+        "/srv/m/half/x.tfs-fleet-incoming-7",
+    )  # fmt: skip
+    assert versions_in(files, "/srv/m/half", ".tfs-fleet-incoming-") == [3]
+    assert versions_in(files, "/srv/m/half") == [1]
+    with pytest.raises(AnsibleFilterError, match="prefix"):
+        versions_in(files, "/srv/m/half", "a/b")
+
+
 def test_versions_in_accepts_plain_paths_and_rejects_a_relative_directory() -> None:
     assert versions_in(["/a/b/3", "/a/b/x"], "/a/b") == [3]
     with pytest.raises(AnsibleFilterError, match="absolute path"):

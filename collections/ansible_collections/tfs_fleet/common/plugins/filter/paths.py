@@ -20,7 +20,9 @@ description:
     whose name is a version number (digits only).
   - Paths are compared as paths, never as patterns, so a directory name with C(+), C(.) or
     C([) in it matches only itself.
-positional: directory
+  - With O(prefix), the versions of the entries named O(prefix) then digits instead (the
+    role's staging directories, C(.tfs-fleet-incoming-3)); entries without it are left out.
+positional: directory, prefix
 notes:
   - The same file holds C(missing_executables), which returns the names in a list that are not
     executables on the controller's PATH (filters run on the controller), for preflight checks.
@@ -33,6 +35,10 @@ options:
     description: The directory whose direct children are wanted (absolute path).
     type: str
     required: true
+  prefix:
+    description: A literal text the names start with before the digits (not a pattern).
+    type: str
+    default: ""
 """
 
 
@@ -46,18 +52,23 @@ def _path(entry: Any) -> str:
     raise AnsibleFilterError(f"versions_in: expected paths or find results, got {type(entry)}")
 
 
-def versions_in(found: Iterable[Any], directory: str) -> list[int]:
+def versions_in(found: Iterable[Any], directory: str, prefix: str = "") -> list[int]:
     if not isinstance(directory, str) or not directory.startswith("/"):
         raise AnsibleFilterError(
             f"versions_in: directory must be an absolute path (got {directory!r})"
         )
+    if not isinstance(prefix, str) or "/" in prefix:
+        raise AnsibleFilterError(f"versions_in: prefix must be a name without '/' (got {prefix!r})")
     parent = posixpath.normpath(directory)
     versions = set()
     for entry in found:
         path = posixpath.normpath(_path(entry))
         name = posixpath.basename(path)
-        if posixpath.dirname(path) == parent and name.isdigit():
-            versions.add(int(name))
+        if posixpath.dirname(path) != parent or not name.startswith(prefix):
+            continue
+        digits = name[len(prefix) :]
+        if digits.isdigit():
+            versions.add(int(digits))
     return sorted(versions)
 
 
