@@ -18,6 +18,7 @@ from __future__ import annotations
 import configparser
 import math
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -95,14 +96,21 @@ class CpRun:
     strategy: str
     forks: int
     seconds: float
+    # CPU seconds (user + system) of ansible-playbook and the children it waited for: the
+    # controller's own work (the light hosts' sshd and modules run in their containers).
+    cpu_s: float | None = None
 
     @property
     def setting(self) -> str:
         return f"{self.strategy}, forks {self.forks}"
 
     def as_row(self) -> dict[str, object]:
-        return {"path": self.path, "hosts": self.hosts, "strategy": self.strategy,
-                "forks": self.forks, "seconds": round(self.seconds, 2)}  # fmt: skip
+        row: dict[str, object] = {"path": self.path, "hosts": self.hosts,
+                                  "strategy": self.strategy, "forks": self.forks,
+                                  "seconds": round(self.seconds, 2)}  # fmt: skip
+        if self.cpu_s is not None:
+            row["controller_cpu_s"] = round(self.cpu_s, 2)
+        return row
 
 
 def run_problem(rc: int, output: str, hosts: Sequence[str]) -> str | None:
@@ -171,14 +179,16 @@ class Fit:
         }  # fmt: skip
 
 
-def fits(runs: Sequence[CpRun], target_hosts: int = TARGET_HOSTS) -> list[Fit]:
-    """One line per path x strategy x forks (in the order first measured)."""
+def fits(runs: Sequence[CpRun], target_hosts: int = TARGET_HOSTS, cpu: bool = False) -> list[Fit]:
+    """One line per path x strategy x forks (in the order first measured): of the wall time,
+    or with cpu of the controller's CPU seconds (runs without them left out)."""
     keys = list(dict.fromkeys((r.path, r.strategy, r.forks) for r in runs))
     out = []
     for path, strategy, forks in keys:
-        pts = [(float(r.hosts), r.seconds) for r in runs
-               if (r.path, r.strategy, r.forks) == (path, strategy, forks)]  # fmt: skip
-        a, b = fit_line(pts)
+        pts = [(float(r.hosts), (r.cpu_s if cpu else r.seconds)) for r in runs
+               if (r.path, r.strategy, r.forks) == (path, strategy, forks)
+               and not (cpu and r.cpu_s is None)]  # fmt: skip
+        a, b = fit_line((x, float(y or 0.0)) for x, y in pts)
         out.append(Fit(path, strategy, forks, a, b, len(pts), target_hosts))
     return out
 
@@ -224,6 +234,10 @@ def control_plane_figures(
         raise BenchError("control plane: no runs to fit")
     strategy, forks = headline or ("linear", project_forks())
     lines = fits(runs, TARGET_HOSTS)
+    with_cpu = [r for r in runs if r.cpu_s is not None]
+    cpu_lines = (
+        fits(with_cpu, TARGET_HOSTS, cpu=True) if len({r.hosts for r in with_cpu}) > 1 else []
+    )
     counts = sorted({r.hosts for r in runs})
     figures = []
     for path in [p for p in PATHS if any(r.path == p for r in runs)]:
@@ -237,6 +251,7 @@ def control_plane_figures(
             setting=pick.setting,
             fit=f"time = {pick.a:.2f} s + {pick.b:.3f} s x hosts ({pick.points} points)",
             fits=[f.as_dict() for f in mine],
+            controller_cpu_fits=[f.as_dict() for f in cpu_lines if f.path == path],
             runs=[r.as_row() for r in runs if r.path == path],
         )  # fmt: skip
         figure.status = (f"estimate: {pick.setting}, a line fitted on {counts[0]}-{counts[-1]} "
@@ -343,7 +358,9 @@ def sweep(
                             "-i", str(inventory), str(PLAYBOOKS / f"control_plane_{path}.yml"),
                             "-e", f"cp_version={version}", "-e", f"cp_run_dir={run_dir}",
                         ]  # fmt: skip
+                        before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         run = playbook(args, _env(strategy, fk, control))
+                        after = resource.getrusage(resource.RUSAGE_CHILDREN)
                         close_masters(control)
                         (out / f"{label}.log").write_text(run.output)
                         problem = run_problem(run.rc, run.output, hosts)
@@ -352,9 +369,13 @@ def sweep(
                         if problem:
                             raise BenchError(f"control plane: {label} failed ({problem}); log: "
                                              f"{out / (label + '.log')}\n{run.tail()}")  # fmt: skip
-                        runs.append(CpRun(path, count, strategy, fk, run.seconds))
+                        cpu = (after.ru_utime + after.ru_stime) - (
+                            before.ru_utime + before.ru_stime
+                        )
+                        runs.append(CpRun(path, count, strategy, fk, run.seconds, cpu))
                         progress(f"control_plane: {len(runs)}/{total} {path} on {count} hosts, "
-                                 f"{strategy}, forks {fk}: {run.seconds:.1f} s")  # fmt: skip
+                                 f"{strategy}, forks {fk}: {run.seconds:.1f} s (controller CPU "
+                                 f"{cpu:.1f} s)")  # fmt: skip
         timings["control_plane_runs_s"] = round(time.monotonic() - t0, 1)
     return runs
 
