@@ -32,7 +32,6 @@ from tfs_bench.light_hosts import (
     inventory_yaml,
     known_hosts_line,
     record_json,
-    rest_port,
     ssh_port,
     status_json,
 )
@@ -167,17 +166,19 @@ def test_cli_control_plane_options() -> None:
 
 
 def test_inventory_and_host_files() -> None:
-    inventory = json.loads(inventory_yaml(3, Path("/keys")))
+    inventory = json.loads(inventory_yaml(3, Path("/keys"), {"tfs-fleet-light-2": "172.17.0.9"}))
     light = inventory["all"]["children"]["light"]
     assert list(light["hosts"]) == [f"tfs-fleet-light-{n}" for n in (1, 2, 3)]
-    assert light["hosts"]["tfs-fleet-light-2"] == {"ansible_port": 38002, "light_rest_port": 38102}
+    assert light["hosts"]["tfs-fleet-light-2"] == {
+        "ansible_port": 38002, "light_rest_endpoint": "172.17.0.9:8501",
+    }  # fmt: skip
     assert light["vars"]["ansible_user"] == "ops"
     assert light["vars"]["ansible_ssh_private_key_file"] == "/keys/id_ed25519"
     assert "UserKnownHostsFile=/keys/known_hosts" in light["vars"]["ansible_ssh_common_args"]
     assert inventory["all"]["children"]["canary"]["hosts"] == {"tfs-fleet-light-1": {}}
     with pytest.raises(ValueError):
         inventory_yaml(0)
-    assert ssh_port(MAX_HOSTS) < rest_port(1), "the port ranges do not overlap"
+    assert ssh_port(MAX_HOSTS) == 38099
     line = known_hosts_line(5, "ssh-ed25519 AAAAC3 root@x")
     assert line == "[127.0.0.1]:38005 ssh-ed25519 AAAAC3"
     with pytest.raises(BenchError):

@@ -344,7 +344,7 @@ def sweep(
         total = len(counts) * len(strategies) * len(forks) * len(paths)
         for count in counts:
             inventory = out / f"inventory-{count}.yml"
-            inventory.write_text(inventory_yaml(count, light.key_dir))
+            inventory.write_text(inventory_yaml(count, light.key_dir, light.addresses))
             hosts = [host_name(n) for n in range(1, count + 1)]
             for strategy in strategies:
                 for fk in forks:

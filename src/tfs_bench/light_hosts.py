@@ -9,7 +9,9 @@ bench's key authorized through the sandbox's own provisioning script
 exec`), like the sandbox fleet's hosts.
 
   names     tfs-fleet-light-1..N, label tfs-fleet.light=bench (how leftovers are found)
-  ports     SSH 127.0.0.1:38000+n, REST (the status responder) 127.0.0.1:38100+n
+  ports     SSH 127.0.0.1:38000+n; the status responder (8501) only at the host's own address
+            on the engine's bridge (no published port: ports in the ephemeral range can be
+            taken by any client socket; a `docker run` whose SSH port is taken is retried)
   files     artifacts/sandbox/light/: id_ed25519(.pub), known_hosts (each host's own ed25519
             host key, read from the host's log, never from the network), inventory.yml
 
@@ -26,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +44,8 @@ PREFIX = "tfs-fleet-light"
 LABEL = "tfs-fleet.light"
 LABEL_VALUE = "bench"
 SSH_BASE = 38000
-REST_BASE = 38100
-MAX_HOSTS = 99  # the SSH and REST port ranges must not overlap
+REST_PORT = 8501
+MAX_HOSTS = 99
 USER = "ops"
 MODEL = "half_plus_two"
 KEY_DIR = REPO / "artifacts" / "sandbox" / "light"
@@ -122,20 +124,21 @@ def ssh_port(n: int) -> int:
     return SSH_BASE + n
 
 
-def rest_port(n: int) -> int:
-    return REST_BASE + n
-
-
-def inventory_yaml(count: int, key_dir: Path = KEY_DIR) -> str:
+def inventory_yaml(
+    count: int, key_dir: Path = KEY_DIR, addresses: Mapping[str, str] | None = None
+) -> str:
     """The light hosts' inventory (JSON is YAML): group `light` (the serving hosts), group
-    `canary` (the first host), reached over SSH as `ops` with the bench key and known_hosts."""
+    `canary` (the first host), reached over SSH as `ops` with the bench key and known_hosts;
+    light_rest_endpoint: the status responder at the host's address (addresses: by name)."""
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"light hosts: 1-{MAX_HOSTS} (got {count})")
     known = key_dir / "known_hosts"
+    where = addresses or {}
     hosts = {
-        host_name(n): {"ansible_port": ssh_port(n), "light_rest_port": rest_port(n)}
+        host_name(n): {"ansible_port": ssh_port(n),
+                       "light_rest_endpoint": f"{where.get(host_name(n), '127.0.0.1')}:{REST_PORT}"}
         for n in range(1, count + 1)
-    }
+    }  # fmt: skip
     inventory = {
         "all": {
             "children": {
@@ -233,6 +236,7 @@ class LightHosts:
     workers: int = 8
     ssh_wait_s: float = 90.0
     timings: dict[str, float] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
     _stack: contextlib.ExitStack | None = None
 
     @property
@@ -267,13 +271,26 @@ class LightHosts:
             self._stack.close()
             self._stack = None
 
-    def _run_one(self, n: int, pubkey: str, provision: str) -> None:
+    def _run_one(self, n: int, pubkey: str, provision: str, attempts: int = 4) -> None:
+        """docker run; when the SSH port was taken (by a client socket of anyone's: the port is
+        in the ephemeral range), the container is removed and started again (bounded)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._docker_run(n, pubkey, provision)
+                return
+            except BenchError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts:
+                    raise
+                _docker("rm", "-f", "-v", host_name(n), timeout=60, check=False)
+                time.sleep(1.0)
+
+    def _docker_run(self, n: int, pubkey: str, provision: str) -> None:
         _docker(
             "run", "-d", "--name", host_name(n), "--hostname", host_name(n),
             "--label", f"{LABEL}={LABEL_VALUE}", "--label", f"{LABEL}.ssh-port={ssh_port(n)}",
             "--cap-drop", "ALL", *[a for cap in CAPABILITIES for a in ("--cap-add", cap)],
             "--memory", "256m", "--pids-limit", "256", "--stop-signal", "SIGTERM",
-            "-p", f"127.0.0.1:{ssh_port(n)}:22", "-p", f"127.0.0.1:{rest_port(n)}:8501",
+            "-p", f"127.0.0.1:{ssh_port(n)}:22",
             "-e", f"TFS_LIGHT_PROVISION={provision}",
             "-e", f"TFS_LIGHT_STATUS={status_json(self.version)}",
             "-e", f"TFS_LIGHT_RECORD={record_json(self.version)}",
@@ -318,6 +335,21 @@ class LightHosts:
             time.sleep(0.5)
         raise BenchError(f"{host_name(n)}: no SSH as {USER} with sudo: {last[:300]}")
 
+    def _addresses(self) -> dict[str, str]:
+        """Each host's address on the engine's bridge (one `docker inspect` for all)."""
+        out = _docker("inspect", "-f",
+                      "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                      *self.names, timeout=60)  # fmt: skip
+        found = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                found[parts[0].lstrip("/")] = parts[1]
+        missing = [name for name in self.names if name not in found]
+        if missing:
+            raise BenchError(f"light hosts without an address on the bridge: {missing}")
+        return found
+
     def _pool(self, fn: Callable[[int], Any]) -> list[Any]:
         with ThreadPoolExecutor(max_workers=min(self.workers, self.count)) as pool:
             return list(pool.map(fn, range(1, self.count + 1)))
@@ -339,7 +371,8 @@ class LightHosts:
         keys = self._pool(lambda n: self._host_key(n, deadline))
         known = [known_hosts_line(n, k) for n, k in enumerate(keys, start=1)]
         (self.key_dir / "known_hosts").write_text("\n".join(known) + "\n")
-        self.inventory.write_text(inventory_yaml(self.count, self.key_dir))
+        self.addresses = self._addresses()
+        self.inventory.write_text(inventory_yaml(self.count, self.key_dir, self.addresses))
         self._pool(lambda n: self._wait_ssh(n, deadline))
         self.timings["light_hosts_start_s"] = round(time.monotonic() - t0, 1)
         self.progress(f"light hosts: {self.count} answer over SSH as {USER} with sudo "
