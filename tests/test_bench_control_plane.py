@@ -32,7 +32,6 @@ from tfs_bench.light_hosts import (
     inventory_yaml,
     known_hosts_line,
     record_json,
-    ssh_port,
     status_json,
 )
 from tfs_bench.server import BenchError
@@ -166,11 +165,12 @@ def test_cli_control_plane_options() -> None:
 
 
 def test_inventory_and_host_files() -> None:
-    inventory = json.loads(inventory_yaml(3, Path("/keys"), {"tfs-fleet-light-2": "172.17.0.9"}))
+    addresses = {f"tfs-fleet-light-{n}": f"172.17.0.{n + 7}" for n in (1, 2, 3)}
+    inventory = json.loads(inventory_yaml(3, Path("/keys"), addresses))
     light = inventory["all"]["children"]["light"]
     assert list(light["hosts"]) == [f"tfs-fleet-light-{n}" for n in (1, 2, 3)]
     assert light["hosts"]["tfs-fleet-light-2"] == {
-        "ansible_port": 38002, "light_rest_endpoint": "172.17.0.9:8501",
+        "ansible_host": "172.17.0.9", "ansible_port": 22, "light_rest_endpoint": "172.17.0.9:8501",
     }  # fmt: skip
     assert light["vars"]["ansible_user"] == "ops"
     assert light["vars"]["ansible_ssh_private_key_file"] == "/keys/id_ed25519"
@@ -178,11 +178,12 @@ def test_inventory_and_host_files() -> None:
     assert inventory["all"]["children"]["canary"]["hosts"] == {"tfs-fleet-light-1": {}}
     with pytest.raises(ValueError):
         inventory_yaml(0)
-    assert ssh_port(MAX_HOSTS) == 38099
-    line = known_hosts_line(5, "ssh-ed25519 AAAAC3 root@x")
-    assert line == "[127.0.0.1]:38005 ssh-ed25519 AAAAC3"
+    with pytest.raises(ValueError, match="without an address"):
+        inventory_yaml(4, Path("/keys"), addresses)
+    line = known_hosts_line("172.17.0.12", "ssh-ed25519 AAAAC3 root@x")
+    assert line == "172.17.0.12 ssh-ed25519 AAAAC3"
     with pytest.raises(BenchError):
-        known_hosts_line(5, "garbage")
+        known_hosts_line("172.17.0.12", "garbage")
     status = json.loads(status_json(7))["model_version_status"]
     assert status == [{"version": "7", "state": "AVAILABLE",
                        "status": {"error_code": "OK", "error_message": ""}}]  # fmt: skip

@@ -55,8 +55,8 @@ fleet's ({", ".join(FLEET_PARTS)}) on a sandbox fleet of its own (TFS_FLEET_SAND
 gRPC 37500+n, REST 37600+n), created and converged once with site.yml over SSH, and removed at
 the end, also after a failure (--keep-fleet keeps it); then control_plane: the rollout's and
 the verify's control path timed on light SSH hosts (containers with sshd and python3 only,
-tfs-fleet-light-N, SSH 127.0.0.1:38000+n) for every --cp-hosts x --cp-strategies x --cp-forks,
-a line fitted per setting and read at 1,000 hosts (an estimate). Writes OUT/results.json
+tfs-fleet-light-N, SSH at their bridge addresses) for every --cp-hosts x --cp-strategies x
+--cp-forks, a line fitted per setting and read at 1,000 hosts (an estimate). Writes OUT/results.json
 (OUT/fleet, OUT/control_plane: the playbook logs), PNG plots into PLOTS and the table between
 the markers of DOC.
 

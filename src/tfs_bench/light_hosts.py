@@ -9,9 +9,11 @@ bench's key authorized through the sandbox's own provisioning script
 exec`), like the sandbox fleet's hosts.
 
   names     tfs-fleet-light-1..N, label tfs-fleet.light=bench (how leftovers are found)
-  ports     SSH 127.0.0.1:38000+n; the status responder (8501) only at the host's own address
-            on the engine's bridge (no published port: ports in the ephemeral range can be
-            taken by any client socket; a `docker run` whose SSH port is taken is retried)
+  address   each host's own address on the engine's bridge: SSH on 22, the status responder
+            on 8501. No port is published on 127.0.0.1: here, with other tests' clients
+            churning through the ephemeral range (32768-60999), `docker run -p
+            127.0.0.1:38010:22` failed with "address already in use" in 2 of 3 sweeps, and a
+            published port puts docker-proxy between the controller and every SSH byte.
   files     artifacts/sandbox/light/: id_ed25519(.pub), known_hosts (each host's own ed25519
             host key, read from the host's log, never from the network), inventory.yml
 
@@ -43,7 +45,6 @@ IMAGE = "tfs-fleet/debian12-systemd:latest"
 PREFIX = "tfs-fleet-light"
 LABEL = "tfs-fleet.light"
 LABEL_VALUE = "bench"
-SSH_BASE = 38000
 REST_PORT = 8501
 MAX_HOSTS = 99
 USER = "ops"
@@ -120,23 +121,23 @@ def host_name(n: int) -> str:
     return f"{PREFIX}-{n}"
 
 
-def ssh_port(n: int) -> int:
-    return SSH_BASE + n
-
-
 def inventory_yaml(
     count: int, key_dir: Path = KEY_DIR, addresses: Mapping[str, str] | None = None
 ) -> str:
     """The light hosts' inventory (JSON is YAML): group `light` (the serving hosts), group
-    `canary` (the first host), reached over SSH as `ops` with the bench key and known_hosts;
-    light_rest_endpoint: the status responder at the host's address (addresses: by name)."""
+    `canary` (the first host), reached over SSH (port 22 at each host's address: addresses, by
+    name) as `ops` with the bench key and known_hosts; light_rest_endpoint: the status
+    responder at the same address."""
     if not 1 <= count <= MAX_HOSTS:
         raise ValueError(f"light hosts: 1-{MAX_HOSTS} (got {count})")
     known = key_dir / "known_hosts"
     where = addresses or {}
+    missing = [host_name(n) for n in range(1, count + 1) if host_name(n) not in where]
+    if missing:
+        raise ValueError(f"light hosts without an address: {missing}")
     hosts = {
-        host_name(n): {"ansible_port": ssh_port(n),
-                       "light_rest_endpoint": f"{where.get(host_name(n), '127.0.0.1')}:{REST_PORT}"}
+        host_name(n): {"ansible_host": where[host_name(n)], "ansible_port": 22,
+                       "light_rest_endpoint": f"{where[host_name(n)]}:{REST_PORT}"}
         for n in range(1, count + 1)
     }  # fmt: skip
     inventory = {
@@ -145,7 +146,6 @@ def inventory_yaml(
                 "light": {
                     "hosts": hosts,
                     "vars": {
-                        "ansible_host": "127.0.0.1",
                         "ansible_user": USER,
                         "ansible_connection": "ssh",
                         "ansible_ssh_private_key_file": str(key_dir / "id_ed25519"),
@@ -160,12 +160,12 @@ def inventory_yaml(
     return json.dumps(inventory, indent=2) + "\n"
 
 
-def known_hosts_line(n: int, hostkey: str) -> str:
-    """known_hosts line for host n's published SSH port: `[127.0.0.1]:PORT TYPE KEY`."""
+def known_hosts_line(address: str, hostkey: str) -> str:
+    """known_hosts line for a host's SSH server on port 22 at address: `ADDRESS TYPE KEY`."""
     parts = hostkey.split()
     if len(parts) < 2 or not parts[0].startswith("ssh-"):
-        raise BenchError(f"{host_name(n)}: not a host key: {hostkey!r}")
-    return f"[127.0.0.1]:{ssh_port(n)} {parts[0]} {parts[1]}"
+        raise BenchError(f"{address}: not a host key: {hostkey!r}")
+    return f"{address} {parts[0]} {parts[1]}"
 
 
 def _docker(*argv: str, timeout: float = 60, check: bool = True) -> str:
@@ -271,26 +271,12 @@ class LightHosts:
             self._stack.close()
             self._stack = None
 
-    def _run_one(self, n: int, pubkey: str, provision: str, attempts: int = 4) -> None:
-        """docker run; when the SSH port was taken (by a client socket of anyone's: the port is
-        in the ephemeral range), the container is removed and started again (bounded)."""
-        for attempt in range(1, attempts + 1):
-            try:
-                self._docker_run(n, pubkey, provision)
-                return
-            except BenchError as exc:
-                if "address already in use" not in str(exc) or attempt == attempts:
-                    raise
-                _docker("rm", "-f", "-v", host_name(n), timeout=60, check=False)
-                time.sleep(1.0)
-
-    def _docker_run(self, n: int, pubkey: str, provision: str) -> None:
+    def _run_one(self, n: int, pubkey: str, provision: str) -> None:
         _docker(
             "run", "-d", "--name", host_name(n), "--hostname", host_name(n),
-            "--label", f"{LABEL}={LABEL_VALUE}", "--label", f"{LABEL}.ssh-port={ssh_port(n)}",
+            "--label", f"{LABEL}={LABEL_VALUE}",
             "--cap-drop", "ALL", *[a for cap in CAPABILITIES for a in ("--cap-add", cap)],
             "--memory", "256m", "--pids-limit", "256", "--stop-signal", "SIGTERM",
-            "-p", f"127.0.0.1:{ssh_port(n)}:22",
             "-e", f"TFS_LIGHT_PROVISION={provision}",
             "-e", f"TFS_LIGHT_STATUS={status_json(self.version)}",
             "-e", f"TFS_LIGHT_RECORD={record_json(self.version)}",
@@ -315,8 +301,8 @@ class LightHosts:
         return [
             "ssh", "-i", str(self.key_dir / "id_ed25519"), "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes", "-o", f"UserKnownHostsFile={self.key_dir / 'known_hosts'}",
-            "-o", "ConnectTimeout=5", "-o", "ControlMaster=no", "-p", str(ssh_port(n)),
-            f"{USER}@127.0.0.1", *command,
+            "-o", "ConnectTimeout=5", "-o", "ControlMaster=no",
+            f"{USER}@{self.addresses[host_name(n)]}", *command,
         ]  # fmt: skip
 
     def _wait_ssh(self, n: int, deadline: float, attempts: int = 60) -> None:
@@ -364,14 +350,15 @@ class LightHosts:
         key = ensure_key(self.key_dir)
         pubkey = key.with_suffix(".pub").read_text().strip()
         provision = PROVISION.read_text()
-        self.progress(f"light hosts: starting {self.count} ({PREFIX}-1..{self.count}, SSH "
-                      f"127.0.0.1:{ssh_port(1)}+)")  # fmt: skip
+        self.progress(f"light hosts: starting {self.count} ({PREFIX}-1..{self.count}, SSH at "
+                      "their bridge addresses)")  # fmt: skip
         self._pool(lambda n: self._run_one(n, pubkey, provision))
+        self.addresses = self._addresses()
         deadline = time.monotonic() + self.ssh_wait_s
         keys = self._pool(lambda n: self._host_key(n, deadline))
-        known = [known_hosts_line(n, k) for n, k in enumerate(keys, start=1)]
+        pairs = zip(self.names, keys, strict=True)
+        known = [known_hosts_line(self.addresses[name], key) for name, key in pairs]
         (self.key_dir / "known_hosts").write_text("\n".join(known) + "\n")
-        self.addresses = self._addresses()
         self.inventory.write_text(inventory_yaml(self.count, self.key_dir, self.addresses))
         self._pool(lambda n: self._wait_ssh(n, deadline))
         self.timings["light_hosts_start_s"] = round(time.monotonic() - t0, 1)
