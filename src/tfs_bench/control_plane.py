@@ -16,9 +16,11 @@ container work (docs/bench.md adds those on paper).
 from __future__ import annotations
 
 import configparser
+import contextlib
 import math
 import os
 import resource
+import signal
 import subprocess
 import tempfile
 import time
@@ -288,6 +290,12 @@ def playbook(args: Sequence[str], env: Mapping[str, str], timeout: float = RUN_T
     try:
         out, _ = proc.communicate()
         rc = proc.returncode
+    except BaseException:
+        # Ctrl-C or SIGTERM (SystemExit): the run has a session of its own, so end it here.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     finally:
         timer.cancel()
     if timer.fired:
