@@ -56,9 +56,9 @@ gRPC 37500+n, REST 37600+n), created and converged once with site.yml over SSH, 
 the end, also after a failure (--keep-fleet keeps it); then control_plane: the rollout's and
 the verify's control path timed on light SSH hosts (containers with sshd and python3 only,
 tfs-fleet-light-N, SSH at their bridge addresses) for every --cp-hosts x --cp-strategies x
---cp-forks, a line fitted per setting and read at 1,000 hosts (an estimate). Writes OUT/results.json
-(OUT/fleet, OUT/control_plane: the playbook logs), PNG plots into PLOTS and the table between
-the markers of DOC.
+--cp-forks, a line fitted per setting and read at 1,000 hosts (an estimate). Writes
+OUT/results.json (OUT/fleet, OUT/control_plane: the playbook logs), PNG plots into PLOTS and
+the table between the markers of DOC.
 
 exit status: {EXIT_OK} every selected figure measured (goals met or missed: see the table),
 {EXIT_FAILED} a measurement failed (recorded as not measured with the error), {EXIT_USAGE} usage,
