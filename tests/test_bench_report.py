@@ -22,6 +22,7 @@ ISSUE_FIGURES = {
     "sync_vs_rsync_ratio", "resync_bytes", "resync_vs_full_ratio", "client_vs_stub_ratio",
     "smoke_cold_start_ratio", "swap_failed_requests", "swap_p99_ratio",
     "rollout_failed_requests", "rollout_p99_ratio",
+    "control_plane_rollout_1000host_s", "control_plane_verify_1000host_s",
 }  # fmt: skip
 
 

@@ -22,10 +22,14 @@ from tfs_bench.server import MODEL, REPO, BenchError, Standin, export_demo
 
 # The parts in the order they run: the ones on loopback first, then the fleet's (one fleet,
 # created and converged once for all of them; the sync comes last: it leaves a 1 GiB version on
-# the first host).
+# the first host), then the control plane's on light SSH hosts of its own (no bench fleet).
 LOCAL_PARTS = ("client_vs_stub", "cold_start", "swap")
 FLEET_PARTS = ("rerun", "rollout", "sync")
-PARTS = LOCAL_PARTS + FLEET_PARTS
+DOCKER_PARTS = ("control_plane",)
+PARTS = LOCAL_PARTS + FLEET_PARTS + DOCKER_PARTS
+# What --no-fleet skips: every part that needs Docker.
+NO_FLEET_PARTS = FLEET_PARTS + DOCKER_PARTS
+CP_NO_FLEET_REASON = "--no-fleet (needs Docker: light SSH hosts)"
 PART_FIGURES = {
     "client_vs_stub": ["client_vs_stub_ratio"],
     "cold_start": ["smoke_cold_start_ratio"],
@@ -33,7 +37,14 @@ PART_FIGURES = {
     "rerun": ["rerun_1host_s", "rerun_6host_s", "rerun_scaling_ratio", "rerun_vs_stock_ratio"],
     "rollout": ["rollout_failed_requests", "rollout_p99_ratio"],
     "sync": ["sync_vs_rsync_ratio", "resync_bytes", "resync_vs_full_ratio"],
+    "control_plane": ["control_plane_rollout_1000host_s", "control_plane_verify_1000host_s"],
 }
+# The control plane's sweep by default (within the ~3.5 minutes make bench has for it here: 4
+# rollouts and 4 verifies; on at most 8 hosts no rollout batch is larger than 5, so forks 5 and
+# 20 would run the same schedule); a longer one by hand, e.g. --cp-hosts 8,16,32 --cp-forks 5,20.
+CP_DEFAULT_HOSTS = "4,8"
+CP_DEFAULT_FORKS = "20"
+CP_DEFAULT_STRATEGIES = "linear,free"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED = 0, 1, 2, 3
 
 EPILOG = f"""\
@@ -42,8 +53,12 @@ against the serving stand-in (src/tfs_standin, not TF Serving) on loopback ports
 fleet's ({", ".join(FLEET_PARTS)}) on a sandbox fleet of its own (TFS_FLEET_SANDBOX=bench:
 --fleet-hosts serving hosts and, for rollout, the load balancer host; SSH 127.0.0.1:37400+n,
 gRPC 37500+n, REST 37600+n), created and converged once with site.yml over SSH, and removed at
-the end, also after a failure (--keep-fleet keeps it). Writes OUT/results.json (OUT/fleet: the
-playbook logs), PNG plots into PLOTS and the table between the markers of DOC.
+the end, also after a failure (--keep-fleet keeps it); then control_plane: the rollout's and
+the verify's control path timed on light SSH hosts (containers with sshd and python3 only,
+tfs-fleet-light-N, SSH at their bridge addresses) for every --cp-hosts x --cp-strategies x
+--cp-forks, a line fitted per setting and read at 1,000 hosts (an estimate). Writes
+OUT/results.json (OUT/fleet, OUT/control_plane: the playbook logs), PNG plots into PLOTS and
+the table between the markers of DOC.
 
 exit status: {EXIT_OK} every selected figure measured (goals met or missed: see the table),
 {EXIT_FAILED} a measurement failed (recorded as not measured with the error), {EXIT_USAGE} usage,
@@ -66,7 +81,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--no-fleet",
         action="store_true",
-        help=f"skip the parts that need the sandbox fleet ({', '.join(FLEET_PARTS)})",
+        help=f"skip the parts that need Docker ({', '.join(NO_FLEET_PARTS)})",
     )
     p.add_argument("--keep-fleet", action="store_true", help="leave the bench fleet running")
     p.add_argument("--calls", type=int, default=1000, help="client_vs_stub: calls per client")
@@ -99,19 +114,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=20.0,
         help="rollout: seconds of steady load before the rollout",
     )
+    p.add_argument(
+        "--cp-hosts",
+        default=CP_DEFAULT_HOSTS,
+        help=f"control_plane: comma list of 2 or more host counts (1-99; default "
+        f"{CP_DEFAULT_HOSTS})",
+    )
+    p.add_argument(
+        "--cp-forks",
+        default=CP_DEFAULT_FORKS,
+        help=f"control_plane: comma list of forks settings (default {CP_DEFAULT_FORKS})",
+    )
+    p.add_argument(
+        "--cp-strategies",
+        default=CP_DEFAULT_STRATEGIES,
+        help=f"control_plane: comma list of linear, free, host_pinned (default "
+        f"{CP_DEFAULT_STRATEGIES})",
+    )
+    p.add_argument(
+        "--cp-paths",
+        default="rollout,verify",
+        help="control_plane: comma list of rollout, verify (default both)",
+    )
     p.add_argument("--fail-on-miss", action="store_true", help=f"exit {EXIT_MISSED} on a miss")
     args = p.parse_args(argv)
     if args.only is None:
-        args.parts = [part for part in PARTS if not (args.no_fleet and part in FLEET_PARTS)]
+        args.parts = [part for part in PARTS if not (args.no_fleet and part in NO_FLEET_PARTS)]
     else:
         args.parts = [part.strip() for part in args.only.split(",") if part.strip()]
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown or not args.parts:
         p.error(f"--only: unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     args.parts = [part for part in PARTS if part in args.parts]  # the order they run in
-    fleet_parts = [part for part in args.parts if part in FLEET_PARTS]
+    fleet_parts = [part for part in args.parts if part in NO_FLEET_PARTS]
     if args.no_fleet and fleet_parts:
-        p.error(f"--no-fleet and --only {','.join(fleet_parts)}: those parts need the fleet")
+        p.error(f"--no-fleet and --only {','.join(fleet_parts)}: those parts need Docker")
     if args.calls <= 0 or args.rounds <= 0 or args.calls % args.rounds:
         p.error("--calls and --rounds must be positive and --calls a multiple of --rounds")
     if args.cold_runs <= 0 or args.swaps <= 0 or args.steady <= 0:
@@ -124,6 +161,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--rerun-repeat and --sync-rounds must be 1-5")
     if not 1 <= args.sync_mib <= 8192 or args.rollout_steady <= 0:
         p.error("--sync-mib must be 1-8192 and --rollout-steady positive")
+    from tfs_bench.control_plane import parse_forks, parse_hosts, parse_paths, parse_strategies
+
+    try:
+        args.cp_host_counts = parse_hosts(args.cp_hosts)
+        args.cp_fork_counts = parse_forks(args.cp_forks)
+        args.cp_strategy_list = parse_strategies(args.cp_strategies)
+        args.cp_path_list = parse_paths(args.cp_paths)
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -135,6 +181,8 @@ def unselected_reasons(args: argparse.Namespace) -> dict[str, str]:
             continue
         if part in FLEET_PARTS and args.no_fleet:
             reason = NO_FLEET_REASON
+        elif part in DOCKER_PARTS and args.no_fleet:
+            reason = CP_NO_FLEET_REASON
         else:
             reason = "not selected in this run (--only)"
         reasons.update(dict.fromkeys(names, reason))
@@ -183,6 +231,10 @@ def _meta(
             "sync_rounds": args.sync_rounds,
             "sync_mib": args.sync_mib,
             "rollout_steady_s": args.rollout_steady,
+            "cp_hosts": args.cp_host_counts,
+            "cp_forks": args.cp_fork_counts,
+            "cp_strategies": args.cp_strategy_list,
+            "cp_paths": args.cp_path_list,
         },
         **extra,
     }
@@ -352,6 +404,32 @@ def _fleet_parts(
     return ok
 
 
+def _control_plane_part(
+    args: argparse.Namespace,
+    figures: dict[str, Figure],
+    plotted: list[Path],
+    progress: Progress,
+    timings: dict[str, float],
+) -> bool:
+    """control_plane on light SSH hosts of its own (started and always removed by the part)."""
+    from tfs_bench import plots
+    from tfs_bench.control_plane import control_plane, fits
+
+    def run() -> list[Figure]:
+        figs, runs = control_plane(
+            args.cp_host_counts, args.cp_strategy_list, args.cp_fork_counts,
+            args.out / "control_plane", progress, timings, args.cp_path_list,
+        )  # fmt: skip
+        if not args.no_doc:
+            plotted.append(plots.control_plane_lines(runs, fits(runs),
+                                                     args.plots / "control_plane.png"))  # fmt: skip
+        why = "not selected in this run (--cp-paths)"
+        left_out = [p for p in ("rollout", "verify") if p not in args.cp_path_list]
+        return figs + [not_measured(f"control_plane_{p}_1000host_s", why) for p in left_out]
+
+    return _measure("control_plane", run, figures, progress, timings)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -368,16 +446,18 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     plotted: list[Path] = []
     args.out.mkdir(parents=True, exist_ok=True)
+    model_parts = [p for p in args.parts if p in LOCAL_PARTS + FLEET_PARTS]
     with tempfile.TemporaryDirectory(prefix="tfs-bench-") as tmp:
         base = Path(tmp) / "models"
-        progress("exporting the demo model half_plus_two (TensorFlow, a few seconds)")
-        try:
-            manifest = export_demo(base)
-        except BenchError as exc:
-            progress(f"set-up FAILED: {exc}")
-            _fail_parts(args.parts, figures, str(exc))
-            manifest = None
-            ok = False
+        manifest = None
+        if model_parts:
+            progress("exporting the demo model half_plus_two (TensorFlow, a few seconds)")
+            try:
+                manifest = export_demo(base)
+            except BenchError as exc:
+                progress(f"set-up FAILED: {exc}")
+                _fail_parts(model_parts, figures, str(exc))
+                ok = False
         if manifest is not None:
             served = Path(tmp) / "served-v1"
             shutil.copytree(manifest.parent, served)  # before the swap publishes beside it
@@ -385,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 ok &= _local_parts(args, manifest, figures, plotted, progress, timings)
             if any(part in FLEET_PARTS for part in args.parts):
                 ok &= _fleet_parts(args, served, Path(tmp), figures, plotted, progress, timings)
+        if "control_plane" in args.parts:
+            ok &= _control_plane_part(args, figures, plotted, progress, timings)
 
     timings["total_s"] = round(time.monotonic() - progress.t0, 1)
     ordered = complete(figures, unselected_reasons(args))

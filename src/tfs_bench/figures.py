@@ -65,6 +65,13 @@ SPECS: tuple[Spec, ...] = (
     # The issue gives no goal of its own for this one: the swap's (p99 at most doubled).
     Spec("rollout_p99_ratio", "ratio", Goal("<=", 2.0),
          "p99 through the front door during the rollout / steady", True),
+    # Estimates, not measurements of 1,000 hosts: no goal (docs/bench.md, "Past one controller").
+    Spec("control_plane_rollout_1000host_s", "s", None,
+         "estimate: the rollout's control path on 1,000 hosts, a line fitted to light SSH hosts "
+         "(fastest measured strategy and forks; no soak, no update work)", True),
+    Spec("control_plane_verify_1000host_s", "s", None,
+         "estimate: the verify's control path on 1,000 hosts, a line fitted to light SSH hosts "
+         "(fastest measured strategy and forks)", True),
 )  # fmt: skip
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

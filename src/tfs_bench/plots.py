@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from tfs_bench.control_plane import CpRun, Fit
 from tfs_bench.figures import Figure
 from tfs_bench.fleet import Rerun
 from tfs_bench.rollout import Call, Span
@@ -126,6 +127,36 @@ def rollout_timeline(calls: Sequence[Call], spans: Sequence[Span], path: Path) -
     ax.set_ylabel("latency through the front door (ms, log)")
     ax.set_title("rollout: every container recreated behind the load balancer, under load")
     ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, path)
+
+
+def control_plane_lines(runs: Sequence[CpRun], fits: Sequence[Fit], path: Path) -> Path:
+    """Wall time against hosts, one line per strategy x forks (points measured, the fitted line
+    dashed), the rollout's and the verify's control path side by side."""
+    paths = list(dict.fromkeys(r.path for r in runs))
+    fig, axes = plt.subplots(1, len(paths), figsize=(5.5 * len(paths), 4), squeeze=False)
+    for ax, kind in zip(axes[0], paths, strict=True):
+        settings = list(dict.fromkeys((r.strategy, r.forks) for r in runs if r.path == kind))
+        for n, (strategy, forks) in enumerate(settings):
+            color = f"C{n}"
+            mine = sorted((r for r in runs if (r.path, r.strategy, r.forks) == (kind, strategy,
+                           forks)), key=lambda r: r.hosts)  # fmt: skip
+            line = next((f for f in fits if (f.path, f.strategy, f.forks) == (kind, strategy,
+                         forks)), None)  # fmt: skip
+            label = f"{strategy}, forks {forks}"
+            if line is not None:
+                label += f": {line.a:.1f} s + {line.b:.2f} s/host ({line.estimate_s:.0f} s at "
+                label += f"{line.target_hosts})"
+                xs = [0, max(r.hosts for r in mine)]
+                ax.plot(xs, [line.a + line.b * x for x in xs], "--", color=color, linewidth=1)
+            ax.plot([r.hosts for r in mine], [r.seconds for r in mine], "o-", color=color,
+                    label=label)  # fmt: skip
+        ax.set_xlabel("light SSH hosts")
+        ax.set_ylabel("ansible-playbook wall time (s)")
+        ax.set_title(f"{kind}: control path against hosts")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize="x-small", loc="upper left")
     return _save(fig, path)
 
 
