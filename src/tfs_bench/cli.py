@@ -413,13 +413,14 @@ def _control_plane_part(
 ) -> bool:
     """control_plane on light SSH hosts of its own (started and always removed by the part)."""
     from tfs_bench import plots
-    from tfs_bench.control_plane import control_plane, fits
+    from tfs_bench.control_plane import control_plane_figures, fits, sweep
 
     def run() -> list[Figure]:
-        figs, runs = control_plane(
+        runs = sweep(
             args.cp_host_counts, args.cp_strategy_list, args.cp_fork_counts,
             args.out / "control_plane", progress, timings, args.cp_path_list,
         )  # fmt: skip
+        figs = control_plane_figures(runs)
         if not args.no_doc:
             plotted.append(plots.control_plane_lines(runs, fits(runs),
                                                      args.plots / "control_plane.png"))  # fmt: skip

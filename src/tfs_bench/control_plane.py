@@ -386,16 +386,3 @@ def sweep(
                                  f"{cpu:.1f} s)")  # fmt: skip
         timings["control_plane_runs_s"] = round(time.monotonic() - t0, 1)
     return runs
-
-
-def control_plane(
-    counts: Sequence[int],
-    strategies: Sequence[str],
-    forks: Sequence[int],
-    out: Path,
-    progress: Progress = print,
-    timings: dict[str, float] | None = None,
-    paths: Sequence[str] = PATHS,
-) -> tuple[list[Figure], list[CpRun]]:
-    runs = sweep(counts, strategies, forks, out, progress, timings, paths)
-    return control_plane_figures(runs), runs
