@@ -96,10 +96,20 @@ demo-down: venv ## Remove the sandbox fleet
 
 ## ---- tests ---------------------------------------------------------------------------------
 .PHONY: test
+# Each stage's output is also kept in artifacts/stages/STAGE.log; a stage that fails gets a line in
+# the timings even when it failed before its timed command (a prerequisite), and the end of its
+# log is printed after the timings, so the tail of a CI log names the failure.
 test: venv images ## Run every check: `check` first, then the Docker stages, the slowest last
-	@rm -f artifacts/timings.txt
-	@rc=0; for s in $(TEST_STAGES); do $(MAKE) --no-print-directory IN_TEST=1 $$s || { rc=1; echo "stage $$s failed"; }; done; \
-	  $(MAKE) --no-print-directory timings; exit $$rc
+	@rm -f artifacts/timings.txt; rm -rf artifacts/stages; mkdir -p artifacts/stages
+	@rc=0; failed=""; for s in $(TEST_STAGES); do \
+	  if ! $(MAKE) --no-print-directory IN_TEST=1 $$s 2>&1 | tee artifacts/stages/$$s.log; then \
+	    rc=1; failed="$$failed $$s"; echo "stage $$s failed"; \
+	    grep -q "^$${s#test-} .*FAILED" artifacts/timings.txt 2>/dev/null \
+	      || printf '%-28s %-18s %5s\n' "$${s#test-}" "FAILED (make)" "-" >>artifacts/timings.txt; \
+	  fi; done; \
+	  $(MAKE) --no-print-directory timings; \
+	  for s in $$failed; do echo; echo "=== $$s failed: the end of artifacts/stages/$$s.log"; tail -n 12 artifacts/stages/$$s.log; done; \
+	  exit $$rc
 
 # lint runs beside the type check and pytest (its output is printed when it ends): on 2 cores
 # that takes about a minute off the stage.

@@ -5,11 +5,13 @@
 # load runs in the fleet stage (mk/rollout.mk, tests/fleet/test_2_lb_front_door.py). docs/lb.md.
 
 .PHONY: lb-tools
+# The version line through sed, which reads to the end: with pipefail, `| head -1` failed this
+# target (exit 141, SIGPIPE) whenever haproxy wrote its next line after head had exited (CI).
 lb-tools: ## Install HAProxy on the controller for the LB tests (apt-get as root, when missing)
 	@command -v haproxy >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends haproxy >/dev/null; } \
 	  || { echo "haproxy is missing: install your distribution's haproxy package"; exit 1; }
-	@haproxy -v | head -1
+	@haproxy -v | sed -n 1p
 
 test-molecule-tfserving_lb: standin-archive lb-tools
 
