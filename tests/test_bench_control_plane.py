@@ -108,6 +108,25 @@ def test_figures_take_the_project_setting_and_say_estimate() -> None:
         control_plane_figures([])
 
 
+def test_a_line_that_does_not_grow_gives_no_estimate() -> None:
+    # Measured: verify linear, forks 20: 2.78 s on 4 hosts, 2.32 s on 8 (about -112 s at 1,000).
+    runs = [
+        CpRun("verify", 4, "linear", 20, 2.78),
+        CpRun("verify", 8, "linear", 20, 2.32),
+        CpRun("rollout", 4, "linear", 20, 33.6),
+        CpRun("rollout", 8, "linear", 20, 38.7),
+    ]
+    figs = {f.name: f for f in control_plane_figures(runs)}
+    verify = figs["control_plane_verify_1000host_s"]
+    assert verify.value is None and not verify.met and not verify.missed
+    assert verify.status.startswith("not estimated: on 4-8 light hosts the time of linear, forks")
+    assert "-0.115 s/host" in verify.status and "--cp-hosts 8,32" in verify.status
+    assert verify.detail["fits"][0]["at_1000_hosts_s"] == pytest.approx(-111.8, abs=0.1)
+    assert verify.as_dict()["value"] is None
+    # The rollout's line grows: an estimate, as before.
+    assert figs["control_plane_rollout_1000host_s"].value == pytest.approx(1303.5, abs=0.1)
+
+
 def test_recap_check_fails_on_an_unreachable_host() -> None:
     assert run_problem(0, RECAP_OK, HOSTS) is None
     problem = run_problem(0, RECAP_UNREACHABLE, HOSTS)

@@ -245,8 +245,9 @@ def control_plane_figures(
     for path in [p for p in PATHS if any(r.path == p for r in runs)]:
         mine = [f for f in lines if f.path == path]
         pick = next((f for f in mine if (f.strategy, f.forks) == (strategy, forks)), mine[0])
+        name = f"control_plane_{path}_{TARGET_HOSTS}host_s"
         figure = measured(
-            f"control_plane_{path}_{TARGET_HOSTS}host_s",
+            name,
             round(pick.estimate_s, 1),
             estimate=True,
             target_hosts=TARGET_HOSTS,
@@ -258,6 +259,15 @@ def control_plane_figures(
         )  # fmt: skip
         figure.status = (f"estimate: {pick.setting}, a line fitted on {counts[0]}-{counts[-1]} "
                          "light hosts")  # fmt: skip
+        if pick.b <= 0:
+            # A time that does not grow with the hosts says the runs' noise is larger than the
+            # growth over this range: read at 1,000 hosts it is no estimate (it can be < 0).
+            figure.value = None
+            figure.status = (
+                f"not estimated: on {counts[0]}-{counts[-1]} light hosts the time of "
+                f"{pick.setting} did not grow with the hosts ({pick.b:.3f} s/host: the runs' "
+                "noise is larger than the growth); sweep more hosts, e.g. --cp-hosts 8,32"
+            )
         figures.append(figure)
     return figures
 
