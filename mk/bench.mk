@@ -5,9 +5,9 @@
 # docs/bench.md and the plots in docs/bench/. First the figures on loopback (client, cold start,
 # version swap on the stand-in), then the sandbox fleet's (TFS_FLEET_SANDBOX=bench: 6 hosts and
 # the LB host, created, converged once, removed at the end): idempotent re-runs over SSH, a
-# rollout through the front door under load, a 1 GiB model sync against bare rsync; last the control plane on 4 and 8
-# light hosts: 18 min 53 s on a fresh clone on 2 shared cores at low load (about 27 at load 15). BENCH_ARGS passes
-# options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
+# rollout through the front door under load, a 1 GiB model sync against bare rsync; last the
+# control plane on 4 and 8 light hosts: 18 min 53 s on a fresh clone on 2 shared cores at low
+# load (about 27 minutes at load 15). BENCH_ARGS passes options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
 # (about 1.5 minutes).
 BENCH_ARGS ?=
 
@@ -17,7 +17,7 @@ bench: venv images standin-archive ## Measure the project against its baselines,
 
 # The control plane past 30 hosts: the rollout's and the verify's control path on 8, 16 and 32
 # light hosts, linear and free, forks 5 and 20 (docs/bench.md, "Past one controller"). Too long
-# for `make bench`'s 20 minutes (about 25 minutes here), so a target of its own. Everything it
+# for `make bench`'s 20 minutes (19 minutes on its own here), so a target of its own. All it
 # writes is under artifacts/bench/control-plane-sweep/ (results.json, table.md, control_plane.png);
 # docs/bench.md is not touched. CP_SWEEP_ARGS passes other --cp-* options.
 CP_SWEEP_DIR := artifacts/bench/control-plane-sweep
@@ -25,7 +25,5 @@ CP_SWEEP_ARGS ?= --cp-hosts 8,16,32 --cp-strategies linear,free --cp-forks 5,20
 
 .PHONY: bench-control-plane
 bench-control-plane: venv images ## The control plane on 8-32 light hosts, linear and free, forks 5 and 20 (artifacts/bench/control-plane-sweep/)
-	@mkdir -p $(CP_SWEEP_DIR)
-	@printf '# The control-plane sweep (make bench-control-plane)\n\n<!-- bench:results:begin -->\n<!-- bench:results:end -->\n' >$(CP_SWEEP_DIR)/table.md
 	$(PY) scripts/bench.py --only control_plane --out $(CP_SWEEP_DIR) --doc $(CP_SWEEP_DIR)/table.md \
 	  --plots $(CP_SWEEP_DIR) $(CP_SWEEP_ARGS)

@@ -130,6 +130,20 @@ def test_markers_replaced_and_idempotent(tmp_path: Path) -> None:
     assert "| t |" in doc.read_text() and "old" not in doc.read_text()
     with pytest.raises(ValueError):
         report.update_doc(tmp_path / "missing.md", "x")
+    # A new file of its own (make bench-control-plane): a title and the markers, then filled.
+    fresh = tmp_path / "sweep" / "table.md"
+    report.new_doc(fresh, "sweep")
+    report.update_doc(fresh, "| s |")
+    assert fresh.read_text() == f"# sweep\n\n{report.BEGIN}\n| s |\n{report.END}\n"
+
+
+def test_doc_option_creates_only_a_file_it_names(tmp_path: Path) -> None:
+    default = cli.parse_args([])
+    assert default.doc == cli.DEFAULT_DOC and default.new_doc is False
+    named = cli.parse_args(["--doc", str(tmp_path / "table.md")])
+    assert named.doc == tmp_path / "table.md" and named.new_doc is True
+    (tmp_path / "table.md").write_text("x")
+    assert cli.parse_args(["--doc", str(tmp_path / "table.md")]).new_doc is False
 
 
 def test_the_docs_page_carries_the_markers() -> None:

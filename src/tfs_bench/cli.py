@@ -46,6 +46,7 @@ CP_DEFAULT_HOSTS = "4,8"
 CP_DEFAULT_FORKS = "20"
 CP_DEFAULT_STRATEGIES = "linear,free"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSED = 0, 1, 2, 3
+DEFAULT_DOC = REPO / "docs" / "bench.md"
 
 EPILOG = f"""\
 Measures, side by side in one run, the figures that need no fleet ({", ".join(LOCAL_PARTS)})
@@ -74,7 +75,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench", metavar="DIR")
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "bench.md", metavar="FILE")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        metavar="FILE",
+        help=f"the markdown file whose marked block gets the table (default {DEFAULT_DOC}); "
+        "a FILE given here that does not exist yet is created",
+    )
     p.add_argument("--plots", type=Path, default=REPO / "docs" / "bench", metavar="DIR")
     p.add_argument("--no-doc", action="store_true", help="write results.json only")
     p.add_argument("--only", help=f"comma list of {', '.join(PARTS)} (default: all)")
@@ -147,6 +154,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--only: unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     args.parts = [part for part in PARTS if part in args.parts]  # the order they run in
     fleet_parts = [part for part in args.parts if part in NO_FLEET_PARTS]
+    args.new_doc = args.doc is not None and not args.doc.exists()
+    args.doc = args.doc or DEFAULT_DOC
     if args.no_fleet and fleet_parts:
         p.error(f"--no-fleet and --only {','.join(fleet_parts)}: those parts need Docker")
     if args.calls <= 0 or args.rounds <= 0 or args.calls % args.rounds:
@@ -480,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         doc_dir = args.doc.resolve().parent
         images = "\n".join(f"![{p.stem}]({os.path.relpath(p.resolve(), doc_dir)})" for p in plotted)
         try:
+            if args.new_doc:
+                report.new_doc(args.doc, "make bench: results")
+                progress(f"created {args.doc}")
             report.update_doc(args.doc, f"{table}\n{images}\n" if images else table)
         except ValueError as exc:
             progress(f"FAILED: {exc}")

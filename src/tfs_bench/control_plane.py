@@ -245,9 +245,8 @@ def control_plane_figures(
     for path in [p for p in PATHS if any(r.path == p for r in runs)]:
         mine = [f for f in lines if f.path == path]
         pick = next((f for f in mine if (f.strategy, f.forks) == (strategy, forks)), mine[0])
-        name = f"control_plane_{path}_{TARGET_HOSTS}host_s"
         figure = measured(
-            name,
+            f"control_plane_{path}_{TARGET_HOSTS}host_s",
             round(pick.estimate_s, 1),
             estimate=True,
             target_hosts=TARGET_HOSTS,
@@ -257,16 +256,17 @@ def control_plane_figures(
             controller_cpu_fits=[f.as_dict() for f in cpu_lines if f.path == path],
             runs=[r.as_row() for r in runs if r.path == path],
         )  # fmt: skip
-        figure.status = (f"estimate: {pick.setting}, a line fitted on {counts[0]}-{counts[-1]} "
-                         "light hosts")  # fmt: skip
-        if pick.b <= 0:
+        span = f"{counts[0]}-{counts[-1]} light hosts"
+        if pick.b > 0:
+            figure.status = f"estimate: {pick.setting}, a line fitted on {span}"
+        else:
             # A time that does not grow with the hosts says the runs' noise is larger than the
             # growth over this range: read at 1,000 hosts it is no estimate (it can be < 0).
             figure.value = None
             figure.status = (
-                f"not estimated: on {counts[0]}-{counts[-1]} light hosts the time of "
-                f"{pick.setting} did not grow with the hosts ({pick.b:.3f} s/host: the runs' "
-                "noise is larger than the growth); sweep more hosts, e.g. --cp-hosts 8,32"
+                f"not estimated: on {span} the time of {pick.setting} did not grow with the "
+                f"hosts ({pick.b:.3f} s/host: the runs' noise is larger than the growth); sweep "
+                "more hosts, e.g. --cp-hosts 8,32"
             )
         figures.append(figure)
     return figures

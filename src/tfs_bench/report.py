@@ -64,6 +64,12 @@ def replace_between_markers(text: str, block: str, begin: str = BEGIN, end: str 
     return text[: start + len(begin)] + "\n" + body + text[stop:]
 
 
+def new_doc(path: Path, title: str) -> None:
+    """A markdown file at path that has only a title and the markers (update_doc fills them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# {title}\n\n{BEGIN}\n{END}\n")
+
+
 def update_doc(path: Path, block: str) -> None:
     """Replace the block between the markers of the file at path (ValueError when the file or
     its markers are missing)."""
