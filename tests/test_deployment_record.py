@@ -225,23 +225,25 @@ def test_hosts_flagged() -> None:
 
 # ---- the verify role's plan and reports ------------------------------------------------------
 def test_smoke_plan_prefers_the_newest_served_version() -> None:
-    found = [
-        {
-            "item": "m",
-            "files": [
-                {"path": "/x/m/1/tfs_fleet_manifest.json"},
-                {"path": "/x/m/3/tfs_fleet_manifest.json"},
-            ],
-        },
-        {"item": "n", "files": [{"path": "/x/n/7/tfs_fleet_manifest.json"}]},
-    ]
-    plan = verify.smoke_plan(found, [{"m": [1, 2]}, {"m": [1]}, {}], "/x")
+    """(More cases: tests/test_verify_plan.py.)"""
+
+    def versions(model: str, *numbers: int) -> dict[str, Any]:
+        return {
+            "model_dir": f"/x/{model}",
+            "versions": {str(n): {"path": f"/x/{model}/{n}", "format": "pb"} for n in numbers},
+        }
+
+    sources = {"m": versions("m", 1, 2, 3), "n": versions("n", 7)}
+    entries = [{"name": "m"}, {"name": "n"}]
+    plan = verify.smoke_plan(sources, [{"m": [1, 2]}, {"m": [1]}, {}], "/x", entries)
     assert plan == [
-        {"model": "m", "version": 2, "manifest": "/x/m/2/tfs_fleet_manifest.json"},
-        {"model": "n", "version": 7, "manifest": "/x/n/7/tfs_fleet_manifest.json"},
-    ]
+        {"model": "m", "version": 2, "saved_model": "/x/m/2", "format": "pb",
+         "previous_saved_model": "/x/m/1", "golden": ""},
+        {"model": "n", "version": 7, "saved_model": "/x/n/7", "format": "pb",
+         "previous_saved_model": "", "golden": ""},
+    ]  # fmt: skip
     with pytest.raises(AnsibleFilterError, match="no exported version of z under /x"):
-        verify.smoke_plan([{"item": "z", "files": []}], [], "/x")
+        verify.smoke_plan({"z": {"versions": {}}}, [], "/x", [{"name": "z"}])
 
 
 def test_smoke_failures_and_table() -> None:

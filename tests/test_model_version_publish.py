@@ -190,3 +190,123 @@ def test_a_numeric_staging_name_is_refused(tmp_path: Path) -> None:
     staging, _digest = stage(models, name="7")
     rc, out = run({"staging": str(staging), "dest": str(models / "8")}, tmp_path)
     assert rc == 1 and "numeric name: TF Serving would load it" in out["msg"]
+
+
+# ---- files: the controller's table (tfs_fleet.common.model_sources), no manifest needed --------
+def user_version(models: Path, name: str = ".tfs-fleet-incoming-1") -> tuple[Path, dict]:
+    """A SavedModel as a user's own code writes it (no tfs_fleet_manifest.json) and its table."""
+    staging = models / name
+    (staging / "variables").mkdir(parents=True)
+    (staging / "assets").mkdir()
+    data = {
+        "saved_model.pbtxt": b"meta_graphs {}",
+        "variables/variables.index": b"index",
+        "variables/variables.data-00000-of-00001": b"weights" * 10,
+        "fingerprint.pb": b"fp",
+    }
+    for rel, content in data.items():
+        (staging / rel).write_bytes(content)
+    files = {rel: {"sha256": sha(content), "size": len(content)} for rel, content in data.items()}
+    return staging, files
+
+
+def test_files_publish_a_user_savedmodel_without_a_manifest(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    rc, out = run({"staging": str(staging), "dest": str(models / "7"), "files": files}, tmp_path)
+    assert rc == 0 and out["changed"] is True and out["verified_files"] == 4, out
+    assert not staging.exists()
+    published = sorted(p.relative_to(models / "7").as_posix() for p in (models / "7").rglob("*"))
+    assert published == ["assets", "fingerprint.pb", "saved_model.pbtxt", "variables",
+                         "variables/variables.data-00000-of-00001",
+                         "variables/variables.index"]  # fmt: skip
+    assert not (models / "7" / MANIFEST).exists()  # nothing added to the served version
+    rc, out = run({"staging": str(staging), "dest": str(models / "7"), "files": files}, tmp_path)
+    assert rc == 0 and out["changed"] is False and "already published" in out["msg"]
+
+
+def test_files_take_our_own_manifest_as_an_ordinary_file(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, _digest = stage(models)
+    files = {
+        rel: {"sha256": sha(p.read_bytes()), "size": p.stat().st_size}
+        for p in staging.rglob("*")
+        if p.is_file() and (rel := p.relative_to(staging).as_posix())
+    }
+    assert MANIFEST in files
+    rc, out = run({"staging": str(staging), "dest": str(models / "1"), "files": files}, tmp_path)
+    assert rc == 0 and out["verified_files"] == 3 and (models / "1" / MANIFEST).is_file()
+
+
+def test_files_refuse_any_difference_and_publish_nothing(tmp_path: Path) -> None:
+    cases = {
+        "extra": lambda s: (s / "variables" / "extra").write_bytes(b"x"),
+        "missing": lambda s: (s / "fingerprint.pb").unlink(),
+        "resized": lambda s: (s / "saved_model.pbtxt").write_bytes(b"meta_graphs {} "),
+        "changed": lambda s: (s / "variables" / "variables.index").write_bytes(b"INDEX"),
+    }
+    expected = {
+        "extra": "not in the controller's table: variables/extra",
+        "missing": "missing: fingerprint.pb",
+        "resized": "size differs: saved_model.pbtxt",
+        "changed": "sha256 differs: variables/variables.index",
+    }
+    for label, damage in cases.items():
+        models = tmp_path / label
+        staging, files = user_version(models)
+        damage(staging)
+        rc, out = run(
+            {"staging": str(staging), "dest": str(models / "1"), "files": files}, tmp_path
+        )
+        assert rc == 1, label
+        assert "does not match the controller's files table" in out["msg"], out["msg"]
+        assert out["problems"] == [expected[label]], label
+        assert not (models / "1").exists() and staging.is_dir(), label
+
+
+def test_files_that_do_not_make_a_table_are_refused(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    good = files["fingerprint.pb"]
+    cases = {
+        "empty": ({}, "files is empty"),
+        "no-size": ({"a": {"sha256": good["sha256"]}}, "entry 'a' has no size"),
+        "bad-sha": ({"a": {"sha256": "abc", "size": 1}}, "no sha256 of 64 hex digits"),
+        "outside": ({"../a": good}, "is not a path inside the version"),
+        "not-object": ({"a": "x"}, "entry 'a' is not an object"),
+    }
+    for label, (table, words) in cases.items():
+        rc, out = run(
+            {"staging": str(staging), "dest": str(models / "1"), "files": table}, tmp_path
+        )
+        assert rc == 1 and words in out["msg"], (label, out["msg"])
+        assert not (models / "1").exists() and staging.is_dir(), label
+
+
+def test_files_and_manifest_sha256_are_not_given_together(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    args = {"staging": str(staging), "dest": str(models / "1"), "files": files,
+            "manifest_sha256": "0" * 64}  # fmt: skip
+    rc, out = run(args, tmp_path)
+    assert rc == 1 and "mutually exclusive" in out["msg"] and not (models / "1").exists()
+
+
+def test_files_check_an_existing_dest_too(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    other, _ = user_version(models, "1")
+    (other / "fingerprint.pb").write_bytes(b"FP")
+    rc, out = run({"staging": str(staging), "dest": str(other), "files": files}, tmp_path)
+    assert rc == 1 and "exists but is not this version" in out["msg"]
+    assert "sha256 differs: fingerprint.pb" in out["msg"] and staging.is_dir()
+
+
+def test_files_in_check_mode_verify_but_publish_nothing(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    args = {"staging": str(staging), "dest": str(models / "1"), "files": files,
+            "_ansible_check_mode": True}  # fmt: skip
+    rc, out = run(args, tmp_path)
+    assert rc == 0 and out["changed"] is True and out["verified_files"] == 4
+    assert staging.is_dir() and not (models / "1").exists()

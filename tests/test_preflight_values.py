@@ -51,6 +51,10 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"tfserving_models_list": [{"name": "m", "keep": -2}]},
         "tfserving_models_list[m].keep: -2 is not accepted; it accepts an integer >= 1",
     ),
+    "golden-missing": (
+        {"tfserving_models_list": [{"name": "m", "golden": "no-such-golden.json"}]},
+        "tfserving_models_list[m].golden: 'no-such-golden.json' is not accepted",
+    ),
     "retired-is-base": (
         {"tfserving_models_retired_dir": "/srv/tfserving/models/"},
         "tfserving_models_retired_dir '/srv/tfserving/models/' and tfserving_models_base_dir",
@@ -261,3 +265,20 @@ def test_unrelated_variables_are_not_reported() -> None:
         "dockerfile",
     ]
     assert preflight.unknown_variables(defined, [], ["docker", "tfserving"]) == []
+
+
+def test_a_golden_file_is_found_under_the_model_directory(tmp_path: Path) -> None:
+    """`golden:` resolves like the verify role reads it: relative to <export base>/<model>/."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "golden.json").write_text('{"requests": []}')
+    values = {
+        "tfserving_models_export_base": str(tmp_path),
+        "tfserving_models_list": [{"name": "m", "golden": "golden.json"}],
+    }
+    options = spec_options()
+    assert preflight.check_variables(values, [], options, ["tfserving_models"]) == []
+    values["tfserving_models_list"] = [{"name": "m", "golden": "other.json"}]
+    problems = preflight.check_variables(values, [], options, ["tfserving_models"])
+    assert any(f"{tmp_path}/m/other.json is not a file" in p for p in problems), problems
+    values["tfserving_models_list"] = [{"name": "m", "golden": str(tmp_path / "m/golden.json")}]
+    assert preflight.check_variables(values, [], options, ["tfserving_models"]) == []

@@ -162,7 +162,7 @@ def sync_figures(rounds: list[SyncRound], version_bytes: int) -> list[Figure]:
 ROLE_TASKS = {
     "transfer": "Transfer missing versions with rsync",
     "hand_to_root": "Hand the staged versions to root",
-    "verify_publish": "Verify the staged versions against their manifests",
+    "verify_publish": "Verify the staged versions",
     "staging": "Create the staging directories",
     "find_exported": "Find the exported versions on the controller",
 }

@@ -1,4 +1,5 @@
-"""TF Serving clients: gRPC (Predict, GetModelMetadata, GetModelStatus) and REST.
+"""TF Serving clients: gRPC (Predict, Classify, Regress, MultiInference, GetModelMetadata,
+GetModelStatus) and REST.
 
 Imports no TensorFlow (see :mod:`tfs_fleet.protos`); cold start is about 0.2 s.
 """
@@ -257,6 +258,22 @@ class GrpcClient:
             model_version=int(spec.version.value) if spec.HasField("version") else None,
             signature_name=spec.signature_name or signature,
         )
+
+    def predict_request(self, request: Any) -> Any:
+        """Send a ready ``PredictRequest``; the ``PredictResponse`` proto (outputs undecoded)."""
+        return self._call("Predict", self._predict.Predict, request)
+
+    def classify(self, request: Any) -> Any:
+        """Send a ``ClassificationRequest``; the ``ClassificationResponse`` proto."""
+        return self._call("Classify", self._predict.Classify, request)
+
+    def regress(self, request: Any) -> Any:
+        """Send a ``RegressionRequest``; the ``RegressionResponse`` proto."""
+        return self._call("Regress", self._predict.Regress, request)
+
+    def multi_inference(self, request: Any) -> Any:
+        """Send a ``MultiInferenceRequest``; the ``MultiInferenceResponse`` proto."""
+        return self._call("MultiInference", self._predict.MultiInference, request)
 
     def get_model_metadata(
         self, model: str, *, version: int | None = None, version_label: str | None = None

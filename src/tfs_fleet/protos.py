@@ -66,6 +66,10 @@ _MODULES = {
     "get_model_status_pb2": "tensorflow_serving.apis.get_model_status_pb2",
     "model_pb2": "tensorflow_serving.apis.model_pb2",
     "prediction_log_pb2": "tensorflow_serving.apis.prediction_log_pb2",
+    "classification_pb2": "tensorflow_serving.apis.classification_pb2",
+    "regression_pb2": "tensorflow_serving.apis.regression_pb2",
+    "inference_pb2": "tensorflow_serving.apis.inference_pb2",
+    "input_pb2": "tensorflow_serving.apis.input_pb2",
     "prediction_service_pb2_grpc": "tensorflow_serving.apis.prediction_service_pb2_grpc",
     "model_service_pb2_grpc": "tensorflow_serving.apis.model_service_pb2_grpc",
     "tensor_pb2": "tensorflow.core.framework.tensor_pb2",
@@ -96,6 +100,10 @@ get_model_metadata_pb2: Any = _loaded["get_model_metadata_pb2"]
 get_model_status_pb2: Any = _loaded["get_model_status_pb2"]
 model_pb2: Any = _loaded["model_pb2"]
 prediction_log_pb2: Any = _loaded["prediction_log_pb2"]
+classification_pb2: Any = _loaded["classification_pb2"]
+regression_pb2: Any = _loaded["regression_pb2"]
+inference_pb2: Any = _loaded["inference_pb2"]
+input_pb2: Any = _loaded["input_pb2"]
 prediction_service_pb2_grpc: Any = _loaded["prediction_service_pb2_grpc"]
 model_service_pb2_grpc: Any = _loaded["model_service_pb2_grpc"]
 tensor_pb2: Any = _loaded["tensor_pb2"]

@@ -10,21 +10,74 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tfs_fleet.client import TlsConfig
-from tfs_fleet.manifest import ManifestError, load_manifest
+from tfs_fleet.golden import GoldenError, GoldenRequest, from_sample, load_golden
+from tfs_fleet.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
+from tfs_fleet.savedmodel import (
+    WARMUP_FILE,
+    SavedModelError,
+    SavedModelInfo,
+    find_saved_model_file,
+    read_saved_model,
+    signatures_from_doc,
+)
 from tfs_fleet.smoke import SmokeOptions, Target, failure_lines, format_table, smoke_fleet
+from tfs_fleet.warmup import WarmupError, WarmupRecord, read_warmup
 
 EPILOG = """\
-example:
+examples:
+  smoke_test.py --saved-model /srv/models/mnist/7 --previous-saved-model /srv/models/mnist/6 \\
+      --golden mnist_golden.json --grpc gpu1:8500 --rest gpu1:8501 --grpc gpu2:8500 --rest gpu2:8501
   smoke_test.py --manifest /srv/models/half_plus_two/1/tfs_fleet_manifest.json \\
-      --grpc gpu1:8500 --rest gpu1:8501 --grpc gpu2:8500 --rest gpu2:8501 --version 1
+      --grpc gpu1:8500 --rest gpu1:8501 --version 1
 
-The n-th --grpc pairs with the n-th --rest (one pair per host). Checks per host: status (gRPC
-GetModelStatus until AVAILABLE, bounded by --wait), metadata (REST metadata shows the signature
-as the manifest records it), predict (gRPC Predict with the manifest's golden sample, compared
-within the tolerance; latency recorded).
+What the hosts must serve comes from the SavedModel version directory (--saved-model DIR:
+saved_model.pb or saved_model.pbtxt, the MetaGraph whose tags equal --saved-model-tags, as TF
+Serving loads it; saved_model.cpb, a chunked SavedModel, cannot be read here). --manifest FILE
+(export_model.py's tfs_fleet_manifest.json) means the SavedModel of its own directory plus the
+manifest's golden sample. The n-th --grpc pairs with the n-th --rest (one pair per host).
+
+Checks per host, each PASS, FAIL or NOT RUN (with its reason) in the table and in --json:
+  status               gRPC GetModelStatus until the version is AVAILABLE (bounded by --wait)
+  signatures           REST metadata serves exactly the SavedModel's signatures (names, method,
+                       every input/output key, dtype, shape); with --previous-saved-model every
+                       signature of that version is still served
+  predict <signature>  one per signature whose inputs are all numeric: a Predict of ones built
+                       from the signature (unknown dimensions 1, unknown rank [1]); the answer
+                       must have exactly the declared outputs, dtypes and fitting shapes, all
+                       finite. A signature that takes strings (serialized tf.Example: classify,
+                       regress) is not built: it is PASS or FAIL by the warmup records or golden
+                       requests that call it, NOT RUN otherwise
+  warmup               assets.extra/tf_serving_warmup_requests (PredictionLog TFRecords, at most
+                       1000) replayed with Predict / Classify / Regress / MultiInference; every
+                       call must succeed with finite floats
+  golden               the manifest's sample and/or --golden FILE: every answer compared within
+                       its tolerances (--rtol/--atol override them all)
+Built predicts and golden requests are sent --repeat times; every answer is checked. A host
+passes when no check FAILed and status, signatures and at least one check of its answers
+(a built predict, warmup or golden) PASSed; a NOT RUN does not fail it, but it is not verified
+for that check. When nothing could be called, the host fails (check "answers").
+
+--golden FILE: JSON in TF Serving's REST formats (tensorflow_serving/util/json_tensor.h):
+  {"rtol": 1e-5, "atol": 1e-6,
+   "requests": [
+    {"signature": "predict_images", "method": "predict",
+     "inputs": {"images": [[0.0, 0.5]]}, "outputs": {"scores": [[0.1, 0.9]]}, "rtol": 1e-4},
+    {"signature": "serving_default", "method": "classify",
+     "examples": [{"x": 1.0, "word": "a", "raw": {"b64": "AAE="}}], "context": {"c": 1},
+     "results": [[["0", 0.1], ["1", 0.9]]]},
+    {"signature": "regress_x_to_y", "method": "regress",
+     "examples": [{"x": 2.0}], "results": [3.0]}]}
+  Predict "inputs" name every input (values in the signature's dtype; strings as text or
+  {"b64": ...}), "outputs" the ones to compare; classify "results" are per example the
+  [label, score] pairs in the model's order, regress "results" one value per example;
+  "signature" defaults to serving_default, "method" to predict, "name" labels an entry. Example
+  features: an integer is int64, a number with a fraction float, a string or {"b64": ...}
+  bytes, a list several values of one kind. A file that does not fit the SavedModel's
+  signatures is refused (exit 2) before any request, naming the file and the entry.
 
 Every request ends within --timeout (the whole request, however slowly the server answers),
 and the whole run within --deadline (default: --wait + (--repeat + 3) * --timeout); REST
@@ -34,7 +87,7 @@ gRPC over TLS: --tls-ca CA.pem (server certificate check); mutual TLS adds --tls
 --tls-key (the client's certificate and key).
 
 exit status: 0 every host passed; 1 a host failed a check (stderr names host and check) or
-             the run deadline passed; 2 bad arguments or manifest
+             the run deadline passed; 2 bad arguments, SavedModel, manifest or golden file
 """
 MAX_MESSAGE_MB = 2047  # gRPC's limit is a signed 32-bit byte count
 
@@ -70,31 +123,67 @@ def _tolerance(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="smoke_test.py",
-        description="Smoke-test TF Serving hosts after a deploy: version AVAILABLE, REST "
-        "metadata shows the expected signature, Predict returns the manifest's golden output.",
+        description="Smoke-test TF Serving hosts after a deploy against the SavedModel they\n"
+        "should serve: version AVAILABLE, the SavedModel's signatures served, Predicts built\n"
+        "from the signatures, the version's warmup records and golden requests answered.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--grpc", action="append", default=[], metavar="HOST:PORT", required=True)
     p.add_argument("--rest", action="append", default=[], metavar="HOST:PORT", required=True)
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--saved-model",
+        type=Path,
+        metavar="DIR",
+        help="the SavedModel version directory the hosts should serve (saved_model.pb or "
+        ".pbtxt), on this machine",
+    )
+    source.add_argument(
         "--manifest",
         type=Path,
-        required=True,
         metavar="PATH",
-        help="tfs_fleet_manifest.json written by export_model.py",
+        help="tfs_fleet_manifest.json written by export_model.py: the SavedModel of its "
+        "directory plus its golden sample",
     )
-    p.add_argument("--model", help="served model name (default: the manifest's model_name)")
+    p.add_argument(
+        "--saved-model-tags",
+        default="serve",
+        metavar="TAGS",
+        help="comma-separated tag set of the MetaGraph to read, as TF Serving's "
+        "--saved_model_tags (%(default)s)",
+    )
+    p.add_argument(
+        "--previous-saved-model",
+        type=Path,
+        metavar="DIR",
+        help="the version the fleet served before: each of its signatures must still be served",
+    )
+    p.add_argument(
+        "--golden",
+        type=Path,
+        metavar="FILE",
+        help="JSON requests with expected answers (format below)",
+    )
+    p.add_argument(
+        "--model",
+        help="served model name (default: the manifest's model_name, else the name of the "
+        "directory above the version directory)",
+    )
     p.add_argument(
         "--version",
         type=int,
         metavar="N",
-        help="version to check (default: the highest AVAILABLE one)",
+        help="version to check (default: with --saved-model the version directory's number, "
+        "with --manifest the highest AVAILABLE one)",
     )
     p.add_argument(
         "--signature",
-        help="signature the metadata check looks for (default: the manifest sample's; Predict "
-        "always uses the sample's own signature)",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a signature that must be served (repeatable; the signatures check compares all "
+        "of them with the SavedModel anyway)",
     )
     seconds = _positive(float)
     count = _positive(int)
@@ -109,9 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
             "SECONDS",
             "deadline of the whole run (default: --wait + (--repeat + 3) * --timeout)",
         ),
-        ("--rtol", _tolerance, None, None, "relative tolerance (default: the manifest's)"),
-        ("--atol", _tolerance, None, None, "absolute tolerance (default: the manifest's)"),
-        ("--repeat", count, 5, "N", "Predict calls per host for the latency figures (%(default)s)"),
+        (
+            "--rtol",
+            _tolerance,
+            None,
+            None,
+            "relative tolerance of every golden comparison (default: each request's own)",
+        ),
+        (
+            "--atol",
+            _tolerance,
+            None,
+            None,
+            "absolute tolerance of every golden comparison (default: each request's own)",
+        ),
+        (
+            "--repeat",
+            count,
+            5,
+            "N",
+            "calls of each built predict and golden request per host, every answer checked "
+            "(%(default)s)",
+        ),
         (
             "--max-message-mb",
             count,
@@ -182,6 +290,133 @@ def _fail(message: str) -> int:
     return 2
 
 
+class SetupError(ValueError):
+    """Something to fix before any request: exit 2 with this message."""
+
+
+@dataclass
+class Plan:
+    """What the run checks, all read before the first request."""
+
+    model: str
+    saved_model: SavedModelInfo
+    version: int | None
+    golden: list[GoldenRequest]
+    manifest: Path | None = None
+    previous: SavedModelInfo | None = None
+    warmup: list[WarmupRecord] | None = None
+    warmup_error: str | None = None
+
+
+def _tags(text: str) -> frozenset[str]:
+    tags = frozenset(t.strip() for t in text.split(",") if t.strip())
+    if not tags:
+        raise SetupError(f"--saved-model-tags {text!r}: give at least one tag (e.g. serve)")
+    return tags
+
+
+def _read(flag: str, directory: Path, tags: frozenset[str]) -> SavedModelInfo:
+    try:
+        return read_saved_model(directory, tags)
+    except SavedModelError as exc:
+        raise SetupError(f"{flag} {exc}") from exc
+
+
+def _manifest_sample(manifest: Manifest) -> GoldenRequest:
+    sample = manifest.golden()
+    return from_sample(
+        f"manifest {manifest.path} sample",
+        sample.signature,
+        sample.inputs,
+        sample.expected,
+        sample.rtol,
+        sample.atol,
+    )
+
+
+def _load_manifest(path: Path) -> Manifest:
+    try:
+        manifest = load_manifest(path)
+        _ = manifest.model_name, manifest.signatures
+        return manifest
+    except ManifestError as exc:
+        raise SetupError(str(exc)) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SetupError(
+            f"--manifest {path}: unusable manifest ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Read the SavedModel(s), manifest, golden file and warmup records; SetupError on
+    anything unusable (nothing has been sent yet)."""
+    tags = _tags(args.saved_model_tags)
+    manifest: Manifest | None = None
+    golden: list[GoldenRequest] = []
+    if args.saved_model is not None:
+        info = _read("--saved-model", args.saved_model, tags)
+        beside = args.saved_model / MANIFEST_NAME
+        if beside.is_file():
+            manifest = _load_manifest(beside)
+        version = args.version if args.version is not None else info.version
+        default_model = args.saved_model.resolve().parent.name
+    else:
+        manifest = _load_manifest(args.manifest)
+        directory = args.manifest.parent
+        try:
+            find_saved_model_file(directory)
+            info = _read("--manifest", directory, tags)
+        except SavedModelError:
+            # A manifest without its SavedModel beside it: the signatures it records.
+            try:
+                signatures = signatures_from_doc(manifest.signatures, f"--manifest {args.manifest}")
+            except SavedModelError as exc:
+                raise SetupError(str(exc)) from exc
+            warmup_file = directory / WARMUP_FILE
+            info = SavedModelInfo(
+                path=directory,
+                format="manifest",
+                tags=tags,
+                signatures=signatures,
+                warmup_file=warmup_file if warmup_file.is_file() else None,
+            )
+        version = args.version
+        default_model = ""
+    if manifest is not None:
+        try:
+            golden.append(_manifest_sample(manifest))
+        except ManifestError as exc:
+            raise SetupError(str(exc)) from exc
+        default_model = manifest.model_name
+    previous = None
+    if args.previous_saved_model is not None:
+        previous = _read("--previous-saved-model", args.previous_saved_model, tags)
+    if args.golden is not None:
+        try:
+            golden.extend(load_golden(args.golden, info.signatures))
+        except GoldenError as exc:
+            raise SetupError(str(exc)) from exc
+    warmup, warmup_error = None, None
+    if info.warmup_file is not None:
+        try:
+            warmup = read_warmup(info.warmup_file)
+        except WarmupError as exc:
+            warmup_error = str(exc)
+    model = args.model or default_model
+    if not model:
+        raise SetupError("--model is needed: no manifest or directory names the model")
+    return Plan(
+        model=model,
+        saved_model=info,
+        version=version,
+        golden=golden,
+        manifest=manifest.path if manifest is not None else None,
+        previous=previous,
+        warmup=warmup,
+        warmup_error=warmup_error,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     entered = time.monotonic()
     args = build_parser().parse_args(argv)
@@ -201,13 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return _fail(problem)
     try:
-        manifest = load_manifest(args.manifest)
-        signature = args.signature or manifest.golden().signature
-        _ = manifest.model_name, manifest.signatures
-    except ManifestError as exc:
+        plan = plan_run(args)
+    except SetupError as exc:
         return _fail(str(exc))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return _fail(f"--manifest {args.manifest}: unusable manifest ({type(exc).__name__}: {exc})")
     deadline_s = args.deadline
     if deadline_s is None:
         deadline_s = args.wait + (args.repeat + 3) * args.timeout
@@ -215,10 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     watchdog = _arm_watchdog(deadline_s + 0.5)
     try:
         opts = SmokeOptions(
-            model=args.model or manifest.model_name,
-            manifest=manifest,
-            version=args.version,
-            signature=signature,
+            model=plan.model,
+            saved_model=plan.saved_model,
+            previous=plan.previous,
+            golden=plan.golden,
+            warmup=plan.warmup,
+            warmup_error=plan.warmup_error,
+            version=plan.version,
+            require_signatures=list(args.signature),
             wait_s=args.wait,
             poll_s=args.poll,
             timeout_s=args.timeout,
@@ -233,11 +468,22 @@ def main(argv: list[str] | None = None) -> int:
         reports = smoke_fleet(targets, opts)
         ok = all(r.ok for r in reports)
         if args.json:
+            info = plan.saved_model
             doc = {
                 "ok": ok,
                 "model": opts.model,
-                "signature": signature,
-                "manifest": str(args.manifest),
+                "version": plan.version,
+                "saved_model": str(info.path),
+                "saved_model_format": info.format,
+                "saved_model_tags": sorted(info.tags),
+                "signatures": {name: sig.to_doc() for name, sig in info.public.items()},
+                "manifest": str(plan.manifest) if plan.manifest is not None else None,
+                "previous_saved_model": (
+                    str(plan.previous.path) if plan.previous is not None else None
+                ),
+                "golden": str(args.golden) if args.golden is not None else None,
+                "golden_requests": len(plan.golden),
+                "warmup_records": len(plan.warmup) if plan.warmup is not None else None,
                 "hosts": [r.to_doc() for r in reports],
                 "deadline_s": deadline_s,
                 "run_seconds": round(time.monotonic() - entered, 3),
@@ -249,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(doc, indent=1))
         else:
             print(format_table(reports))
+        sys.stdout.flush()  # the table before the failure lines on a shared terminal
         for line in failure_lines(reports):
             print(f"smoke_test.py: {line}", file=sys.stderr)
         return 0 if ok else 1

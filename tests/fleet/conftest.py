@@ -6,7 +6,10 @@ their order, each starting from where the one before left the fleet:
   test_1_rollout_faults.py  the rollout's fault matrix, clients on each host's own ports;
   test_2_lb_front_door.py   a load balancer host and a monitoring host join the fleet, site.yml
                             sets them up, and the LB cases run under load through the front door;
-  test_3_metric_gate.py     the rollout's metric gate on the monitoring host's Prometheus.
+  test_3_metric_gate.py     the rollout's metric gate on the monitoring host's Prometheus;
+  test_4_ansible_runner.py  site.yml through ansible-runner as AWX runs it (changed=0);
+  test_5_user_models.py     users' own SavedModels (no manifest of ours) deployed by site.yml,
+                            a new version through the gate, broken ones stopped at the canary.
 
 One fleet instead of one per file: creating hosts and installing their engine is most of what
 a fleet costs here (README, Tests)."""

@@ -52,12 +52,20 @@ def test_help_is_complete_and_needs_no_tensorflow() -> None:
         "--grpc",
         "--rest",
         "--manifest",
+        "--saved-model",
+        "--saved-model-tags",
+        "--previous-saved-model",
+        "--golden",
         "--model",
         "--version",
         "--wait",
         "--json",
         "--rtol",
         "--atol",
+        "NOT RUN",
+        '"requests"',
+        '"examples"',
+        '"results"',
         "exit status",
     ):
         assert flag in smoke_help.stdout, flag
@@ -198,6 +206,15 @@ def test_smoke_argument_errors(tmp_path: Path) -> None:
         "smoke_test.py", "--manifest", "/x", "--grpc", "h:1", "--rest", "h:2", "--wait", "-1"
     )
     assert proc.returncode == 2 and "-1: must be > 0" in proc.stderr
+    proc = script("smoke_test.py", "--grpc", "h:1", "--rest", "h:2")
+    assert proc.returncode == 2 and "one of the arguments --saved-model --manifest" in proc.stderr
+    proc = script(
+        "smoke_test.py", "--manifest", "/x", "--saved-model", "/y", "--grpc", "h:1", "--rest", "h:2"
+    )
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+    proc = script("smoke_test.py", "--saved-model", str(tmp_path), "--grpc", "h:1", "--rest", "h:2")
+    assert proc.returncode == 2
+    assert f"--saved-model {tmp_path}: no saved_model.pb or saved_model.pbtxt" in proc.stderr
 
 
 def test_smoke_bad_manifest(tmp_path: Path, capsys: Any) -> None:

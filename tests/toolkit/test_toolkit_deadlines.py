@@ -127,8 +127,8 @@ def smoke_against_trickle(serving: Serving, manifest: Any, *flags: str) -> tuple
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     [host] = doc["hosts"]
-    assert host["failed_check"] == "metadata", host
-    return elapsed - startup_s(), doc["run_seconds"], str(host["checks"]["metadata"]["detail"])
+    assert host["failed_check"] == "signatures", host
+    return elapsed - startup_s(), doc["run_seconds"], str(host["checks"]["signatures"]["detail"])
 
 
 @pytest.mark.parametrize(

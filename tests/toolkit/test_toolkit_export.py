@@ -241,3 +241,15 @@ def test_checkpoint_source_restores_the_latest_checkpoint(tmp_path: Path) -> Non
     toolkit_models.save_checkpoint(str(ckpt), 3.0, -1.0)  # latest
     source = ex.checkpoint_source(ckpt, "toolkit_models:linear")
     np.testing.assert_allclose(source.call(tf.constant(X)).numpy(), 3.0 * X - 1.0)
+
+
+def test_warmup_records_is_the_same_flag(tmp_path: Path) -> None:
+    """--warmup-records (the adopt spelling) and --warmup are one option for every source."""
+    rc = export_main(
+        ["--demo", "half_plus_two", "--export-base", str(tmp_path), "--warmup-records", "2"]
+    )
+    assert rc == 0
+    manifest = load_manifest(tmp_path / "half_plus_two" / "1" / MANIFEST_NAME)
+    assert manifest.doc["warmup_records"] == 2 and "adopted" not in manifest.doc
+    records = list(tf.data.TFRecordDataset(str(tmp_path / "half_plus_two" / "1" / ex.WARMUP_FILE)))
+    assert len(records) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -44,7 +45,22 @@ def test_passes_against_the_exported_model(serving: Serving, good_export: Any) -
     assert doc["ok"] is True and doc["model"] == "half_plus_two"
     [host] = doc["hosts"]
     assert host["grpc"] == serving.grpc_target and host["version"] == 1
-    assert all(host["checks"][c]["ok"] for c in ("status", "metadata", "predict"))
+    checks = host["checks"]
+    assert {name: c["status"] for name, c in checks.items()} == {
+        "status": "PASS",
+        "signatures": "PASS",
+        "predict serving_default": "PASS",
+        # The tf.Example signature takes strings and the export's warmup records call only
+        # serving_default: nothing checks its answers, and the report says so.
+        "predict tf_example": "NOT RUN",
+        "warmup": "PASS",
+        "golden": "PASS",
+    }
+    assert all(checks[c]["ok"] for c in ("status", "signatures", "warmup", "golden"))
+    assert checks["predict tf_example"]["ok"] is None
+    assert checks["warmup"]["detail"].startswith("5 records replayed (5 Predict)")
+    assert host["not_run"] == ["predict tf_example"]
+    assert doc["saved_model"] == str(good_export.path) and doc["saved_model_format"] == "pb"
     assert 0 < host["latency_ms"]["median"] < 5000
 
 
@@ -52,17 +68,21 @@ def test_table_output_and_default_version(serving: Serving, good_export: Any, ca
     rc = smoke_main(["--manifest", str(good_export.manifest_path), "--wait", "5", *hosts(serving)])
     out = capsys.readouterr().out
     assert rc == 0
-    header, row = out.strip().splitlines()
-    assert header.split()[:7] == [
-        "GRPC",
-        "REST",
-        "VERSION",
-        "STATUS",
-        "METADATA",
-        "PREDICT",
-        "LATENCY_MS",
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["GRPC", "REST", "VERSION", "CHECK", "RESULT", "DETAIL"]
+    checks = [" ".join(row.split()[3:5]) for row in rows]
+    assert checks == [
+        "status PASS",
+        "signatures PASS",
+        "predict serving_default",
+        "predict tf_example",
+        "warmup PASS",
+        "golden PASS",
+        "=> host",
     ]
-    assert row.split()[0] == serving.grpc_target and row.split()[-1] == "PASS"
+    assert all(row.split()[:3] == [serving.grpc_target, serving.rest_target, "1"] for row in rows)
+    assert rows[2].split()[5] == "PASS" and rows[3].split()[5:7] == ["NOT", "RUN"]
+    assert rows[-1].split()[5] == "PASS" and "not verified for predict tf_example" in rows[-1]
 
 
 def test_fails_against_a_wrong_model(wrong_serving: Serving, good_export: Any) -> None:
@@ -71,7 +91,10 @@ def test_fails_against_a_wrong_model(wrong_serving: Serving, good_export: Any) -
     )
     assert proc.returncode == 1
     assert f"FAIL host {wrong_serving.grpc_target}" in proc.stderr
-    assert "predict: output 'pred' differs from the expected output" in proc.stderr
+    assert (
+        f"golden: manifest {good_export.manifest_path} sample (predict serving_default): "
+        "answer 1 of 5: output 'pred' differs from the expected output"
+    ) in proc.stderr
     assert "max abs diff 1" in proc.stderr  # 0.5x+3 vs 0.5x+2
 
 
@@ -90,7 +113,7 @@ def test_fails_on_a_wrong_signature_key(serving: Serving, good_export: Any, caps
     rc = smoke_main(cli_args(good_export, "--signature", "nope", "--wait", "5", on=(serving,)))
     err = capsys.readouterr().err
     assert rc == 1
-    assert "metadata: signature 'nope' not served; the model has" in err
+    assert "signatures: signature 'nope' not served; the model has" in err
     assert "'serving_default'" in err and "'tf_example'" in err
 
 
@@ -102,7 +125,10 @@ def test_one_bad_host_fails_the_fleet(
     doc = json.loads(captured.out)
     assert rc == 1 and doc["ok"] is False
     assert [h["ok"] for h in doc["hosts"]] == [True, False]
-    assert doc["hosts"][1]["failed_check"] == "predict"
+    # The wrong model lacks the tf_example signature (first failure) and answers wrongly.
+    bad = doc["hosts"][1]
+    assert bad["failed_check"] == "signatures"
+    assert bad["checks"]["golden"]["status"] == "FAIL"
     assert wrong_serving.grpc_target in captured.err
     assert serving.grpc_target not in captured.err
 
@@ -144,7 +170,11 @@ def test_metadata_mismatch_is_reported(
     path.write_text(json.dumps(manifest))
     rc = smoke_main(["--manifest", str(path), "--wait", "5", *hosts(serving)])
     assert rc == 1
-    assert "metadata: input 'x' dtype DT_FLOAT, manifest says DT_INT64" in capsys.readouterr().err
+    # No SavedModel beside this manifest: the signatures it records are the reference.
+    assert (
+        "signatures: signature 'serving_default' input 'x' dtype DT_FLOAT, the manifest says "
+        "DT_INT64"
+    ) in capsys.readouterr().err
 
 
 def reference_manifest(path: Path) -> Path:
@@ -173,20 +203,48 @@ def reference_manifest(path: Path) -> Path:
     return path
 
 
-def test_reference_model_passes(serving: Serving, tmp_path: Path) -> None:
-    manifest = reference_manifest(tmp_path / "ref.json")
+def test_reference_model_passes(serving: Serving, reference_model: Path, tmp_path: Path) -> None:
+    """A manifest beside a copy of TF Serving's reference SavedModel: its five signatures are
+    read from the SavedModel, the sample is the golden check."""
+    version_dir = tmp_path / "reference" / "123"
+    shutil.copytree(reference_model / "00000123", version_dir)
+    manifest = reference_manifest(version_dir / "tfs_fleet_manifest.json")
     proc = run_cli("--manifest", str(manifest), "--version", "123", "--wait", "5", *hosts(serving))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split()[2] == "123"
+    assert "golden                    PASS" in proc.stdout
+
+
+def test_reference_model_without_a_manifest(serving: Serving, reference_model: Path) -> None:
+    """TF Serving's own half_plus_two, no manifest: the numeric signatures are built, the
+    tf.Example ones (classify, regress) are NOT RUN with their reason."""
+    proc = run_cli(
+        "--saved-model", str(reference_model / "00000123"), "--model", "reference", "--json",
+        "--wait", "5", *hosts(serving),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    host = json.loads(proc.stdout)["hosts"][0]
+    assert host["version"] == 123  # the directory's 00000123
+    assert {n: c["status"] for n, c in host["checks"].items()} == {
+        "status": "PASS",
+        "signatures": "PASS",
+        "predict classify_x_to_y": "NOT RUN",
+        "predict regress_x2_to_y3": "PASS",
+        "predict regress_x_to_y": "NOT RUN",
+        "predict regress_x_to_y2": "NOT RUN",
+        "predict serving_default": "PASS",
+        "warmup": "NOT RUN",
+        "golden": "NOT RUN",
+    }
 
 
 def test_reference_model_is_not_our_export(serving: Serving, good_export: Any, capsys: Any) -> None:
     """Our manifest (output key 'pred') against the reference model (output 'y')."""
     rc = smoke_main(cli_args(good_export, "--model", "reference", "--wait", "5", on=(serving,)))
     assert rc == 1
-    assert "metadata: output keys ['y'] differ from the manifest's ['pred']" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "signatures: signatures ['tf_example'] of the SavedModel are not served" in err
+    assert "signature 'serving_default' output keys ['y'], the SavedModel declares ['pred']" in err
 
 
 def test_unreachable_host_fails_status(good_export: Any, capsys: Any) -> None:
@@ -212,8 +270,8 @@ def test_unreachable_host_fails_status(good_export: Any, capsys: Any) -> None:
 
 
 def test_second_signature_is_checked_in_metadata(serving: Serving, good_export: Any) -> None:
-    """--signature tf_example: metadata must match the manifest's tf_example entry; Predict
-    still uses the golden sample's own signature."""
+    """--signature tf_example: it must be served (every signature is compared with the
+    SavedModel anyway)."""
     rc = smoke_main(
         ["--manifest", str(good_export.manifest_path), "--signature", "tf_example",
          "--wait", "5", *hosts(serving)]

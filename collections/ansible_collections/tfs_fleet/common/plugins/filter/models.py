@@ -4,30 +4,39 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tfs_fleet.common.plugins.module_utils.model_sources import (
+    PlanError,
+    wanted_versions,
+)
 
 DOCUMENTATION = r"""
 name: model_plan
 short_description: Plan the model versions a host serves from what the controller exported
 description:
-  - Takes the C(tfserving_models_list) list and the results of a C(find) for the per-version
-    manifests under the export base (one result per model, in the same order), and returns one
-    entry per model with the versions wanted on the host, the pinned ones and the sha256 of each
-    wanted version's manifest.
-  - Fails, naming the model, the version and the export base, when a requested version was not
-    exported, or when a label points at a version that is not served.
-positional: found, default_keep
+  - Takes the C(tfserving_models_list) list and the C(models) result of the
+    C(tfs_fleet.common.model_sources) action (the versions under the export base, with the files
+    table of each), and returns one entry per model - the versions wanted on the host, the
+    pinned ones, and per wanted version C(sources) (C(source), the version directory to rsync
+    from, its C(dir_name), its C(files) table and C(manifest_sha256)) and C(manifests) (version
+    -> manifest_sha256).
+  - The versions wanted are the model's C(versions), else the newest C(keep) (else
+    O(default_keep)) exported ones - the same rule (module_utils/model_sources.py
+    C(wanted_versions)) that decides which versions C(tfs_fleet.common.model_sources) hashes.
+  - Fails, naming the model, the version and the model's directory, when a requested version was
+    not exported, when a model has no version, or when a label points at a version that is not
+    served.
+positional: sources, default_keep
 options:
   _input:
     description: The tfserving_models_list list.
     type: list
     required: true
-  found:
-    description: Registered results of ansible.builtin.find (get_checksum, sha256), one per model.
-    type: list
+  sources:
+    description: The C(models) result of tfs_fleet.common.model_sources (with checksums).
+    type: dict
     required: true
   default_keep:
     description: Versions kept when a model does not set C(keep).
@@ -36,51 +45,50 @@ options:
 """
 
 
-def _exported(result: dict[str, Any]) -> dict[int, str]:
-    """Map version -> manifest sha256 from one find result (<base>/<name>/<v>/manifest)."""
-    versions: dict[int, str] = {}
-    for entry in result.get("files", []):
-        version_dir = os.path.basename(os.path.dirname(entry["path"]))
-        if version_dir.isdigit():
-            versions[int(version_dir)] = entry.get("checksum", "")
-    return versions
+def _exported(name: str, sources: dict[str, Any]) -> tuple[str, dict[int, dict[str, Any]]]:
+    """(model directory, version -> what model_sources found) for one model."""
+    found = sources.get(name)
+    if not isinstance(found, dict) or not isinstance(found.get("versions"), dict):
+        raise AnsibleFilterError(
+            f"model_plan: model_sources found nothing for model {name} (is it in the models "
+            "given to tfs_fleet.common.model_sources?)"
+        )
+    return str(found.get("model_dir", "the export base")), {
+        int(v): entry for v, entry in found["versions"].items()
+    }
+
+
+def _source(name: str, version: int, entry: dict[str, Any]) -> dict[str, Any]:
+    if not entry.get("files") or not entry.get("manifest_sha256"):
+        raise AnsibleFilterError(
+            f"model_plan: version {version} of model {name} has no files table: "
+            "tfs_fleet.common.model_sources hashes only with checksums: true, and only the "
+            "versions its models (name, versions, keep) and default_keep want: give it this "
+            "host's model entries and tfserving_models_keep"
+        )
+    return {
+        "source": entry["path"],
+        "dir_name": entry["dir_name"],
+        "files": entry["files"],
+        "manifest_sha256": entry["manifest_sha256"],
+    }
 
 
 def model_plan(
-    models: list[dict[str, Any]], found: list[dict[str, Any]], default_keep: int
+    models: list[dict[str, Any]], sources: dict[str, Any], default_keep: int
 ) -> list[dict[str, Any]]:
-    if len(models) != len(found):
-        raise AnsibleFilterError("model_plan: one find result per model is needed")
-    plan = []
-    for model, result in zip(models, found, strict=True):
-        name = model["name"]
-        exported = _exported(result)
-        keep = int(model.get("keep") or default_keep)
-        if keep < 1:
-            raise AnsibleFilterError(
-                f"tfserving_models_list[{name}].keep must be at least 1 (got {keep})"
-            )
-        requested = sorted({int(v) for v in model.get("versions") or []})
-        base = (
-            result.get("invocation", {}).get("module_args", {}).get("paths", ["the export base"])[0]
+    if not isinstance(sources, dict):
+        raise AnsibleFilterError(
+            "model_plan: sources must be the models result of tfs_fleet.common.model_sources"
         )
-        if requested:
-            missing = [v for v in requested if v not in exported]
-            if missing:
-                raise AnsibleFilterError(
-                    f"tfserving_models_list[{name}].versions asks for {missing}, but {base} holds "
-                    f"{sorted(exported) or 'no exported versions'}: export them first "
-                    "(scripts/export_model.py) or fix the list"
-                )
-            wanted = requested
-        else:
-            if not exported:
-                raise AnsibleFilterError(
-                    f"model {name}: no exported version under {base} (each version needs its "
-                    "tfs_fleet_manifest.json): run scripts/export_model.py --export-base "
-                    "<tfserving_models_export_base> first"
-                )
-            wanted = sorted(exported)[-keep:]
+    plan = []
+    for model in models:
+        name = model["name"]
+        base, exported = _exported(name, sources)
+        try:
+            wanted, keep = wanted_versions(model, exported, default_keep, base)
+        except PlanError as err:
+            raise AnsibleFilterError(str(err)) from err
         pinned = sorted({int(v) for v in model.get("pinned") or []})
         labels = {str(k): int(v) for k, v in (model.get("labels") or {}).items()}
         policy = model.get("version_policy") or "latest"
@@ -96,13 +104,15 @@ def model_plan(
                 f"tfserving_models_list[{name}]: labels {labels} need their versions loaded; use "
                 "version_policy: all or specific (or raise latest_count)"
             )
+        chosen = {str(v): _source(name, v, exported[v]) for v in wanted}
         plan.append(
             {
                 "name": name,
                 "wanted": wanted,
                 "pinned": pinned,
                 "keep": keep,
-                "manifests": {str(v): exported.get(v, "") for v in wanted},
+                "sources": chosen,
+                "manifests": {v: entry["manifest_sha256"] for v, entry in chosen.items()},
                 "version_policy": policy,
                 "latest_count": latest_count,
                 "labels": labels,

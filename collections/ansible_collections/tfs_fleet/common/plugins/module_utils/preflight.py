@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
@@ -264,11 +265,33 @@ def check_models(p: Problems, values: Mapping[str, Any]) -> None:
             seen.add(name)
             where = f"tfserving_models_list[{name}]"
         check_model(p, where, model, default_keep)
+        if model.get("golden") is not None and isinstance(name, str):
+            _golden_file(p, f"{where}.golden", model["golden"], values, name)
     verify = values.get("tfserving_verify_models", [])
     if isinstance(verify, list):
         for name in verify:
             if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
                 p.add("tfserving_verify_models", name, f"model names: {MODEL_NAME_ACCEPTS}")
+
+
+def _golden_file(p: Problems, where: str, value: Any, values: Mapping[str, Any], name: str) -> None:
+    """A model's golden requests: a JSON file on the controller (relative paths under
+    <export base>/<model>/, as the tfserving_verify role resolves them) that must be there
+    before anything changes; its contents are checked by the smoke test against the SavedModel."""
+    if not isinstance(value, str) or not value.strip():
+        p.add(where, value, "a path to a JSON file of golden requests on the controller")
+        return
+    base = values.get("tfserving_verify_export_base") or values.get("tfserving_models_export_base")
+    if not os.path.isabs(value) and not (isinstance(base, str) and base):
+        return  # no export base to resolve against: the export base's own check names it
+    path = value if os.path.isabs(value) else os.path.join(str(base), name, value)
+    if not os.path.isfile(path):
+        p.add(
+            where,
+            value,
+            f"an existing JSON file of golden requests on the controller ({path} is not a file; "
+            "relative paths are read under <export base>/<model>/)",
+        )
 
 
 def _versions(p: Problems, where: str, value: Any) -> list[int] | None:

@@ -1,29 +1,34 @@
 #!/usr/bin/python
 # Copyright: tfs-fleet developers
 # Apache License 2.0
-"""Verify a staged SavedModel version against its manifest, then publish it atomically."""
+"""Verify a staged SavedModel version against the controller's files table (or its manifest),
+then publish it atomically."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: model_version_publish
-short_description: Verify a staged model version against its manifest and publish it atomically
+short_description: Verify a staged model version against a files table and publish it atomically
 version_added: "0.1.0"
 description:
   - A model version is transferred into a staging directory whose name is not a number, so
     TensorFlow Serving (which loads only numeric directories) never sees it half-written.
-  - This module checks every file of the staging directory against the version's manifest
-    (C(tfs_fleet_manifest.json), written by scripts/export_model.py) - same set of files, same
-    sizes, same sha256. Only then it renames the staging directory to its numeric name on the
-    same filesystem, which is atomic.
+  - This module checks every file of the staging directory against the table of the version -
+    same set of files, same sizes, same sha256. Only then it renames the staging directory to
+    its numeric name on the same filesystem, which is atomic.
+  - The table is O(files), the controller's (tfs_fleet.common.model_sources hashes any
+    SavedModel there; a tfs_fleet_manifest.json in the version is an ordinary file of it, nothing
+    is needed in the staging directory). Without O(files), the table is the version's own
+    manifest (C(tfs_fleet_manifest.json), written by scripts/export_model.py), itself checked
+    against O(manifest_sha256) when given.
   - An existing published version is never replaced. When O(dest) exists and matches the
-    manifest, the version counts as published and a leftover staging directory is removed;
+    table, the version counts as published and a leftover staging directory is removed;
     when it does not match (an empty or foreign directory), the module fails and names it.
   - Refused before anything moves - a staging directory that is a symbolic link, any symbolic
-    link or special file inside it (a linked directory would be published unverified), a
-    manifest that is not JSON or whose entries lack a sha256, and an empty or malformed
-    O(manifest_sha256).
+    link or special file inside it (a linked directory would be published unverified), an empty
+    O(files) or one whose entries lack a sha256 or a size, a manifest that is not JSON or whose
+    entries lack a sha256, and an empty or malformed O(manifest_sha256).
 options:
   staging:
     description: The staging directory holding the transferred version.
@@ -33,14 +38,21 @@ options:
     description: The published directory, C(<models dir>/<model>/<version>).
     type: path
     required: true
+  files:
+    description:
+      - The version's files table from the controller, relative path -> C(sha256) (64 hex
+        digits) and C(size) (bytes); the staged directory must hold exactly these files.
+      - Given, it must list at least one file. Not together with O(manifest_sha256).
+    type: dict
   manifest_sha256:
     description:
-      - sha256 of the manifest on the controller. When given, the staged manifest must match it,
-        so a stale or foreign manifest in the staging directory is refused.
+      - Without O(files) - sha256 of the manifest on the controller. When given, the staged
+        manifest must match it, so a stale or foreign manifest in the staging directory is
+        refused.
       - Given, it must be 64 hex digits; an empty string is refused (it would skip the check).
     type: str
   manifest_name:
-    description: File name of the manifest inside the version directory.
+    description: Without O(files) - file name of the manifest inside the version directory.
     type: str
     default: tfs_fleet_manifest.json
 extends_documentation_fragment:
@@ -48,27 +60,35 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Publish version 3 of half_plus_two
+- name: Publish version 3 of half_plus_two (the table from tfs_fleet.common.model_sources)
   tfs_fleet.common.model_version_publish:
     staging: /srv/tfserving/models/half_plus_two/.tfs-fleet-incoming-3
     dest: /srv/tfserving/models/half_plus_two/3
+    files:
+      saved_model.pb:
+        sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+        size: 4
 """
 
 RETURN = r"""
 verified_files:
-  description: Number of files checked against the manifest.
+  description: Number of files checked against the table.
   returned: when the version was published (or would be, in check mode)
   type: int
 """
 
 import os
 import shutil
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tfs_fleet.common.plugins.module_utils.model_manifest import (
     MANIFEST_NAME,
     SHA256_RE,
+    ManifestError,
+    check_files_table,
     verify,
+    verify_files,
 )
 
 
@@ -82,15 +102,31 @@ def main() -> None:
         argument_spec={
             "staging": {"type": "path", "required": True},
             "dest": {"type": "path", "required": True},
+            "files": {"type": "dict"},
             "manifest_sha256": {"type": "str"},
             "manifest_name": {"type": "str", "default": MANIFEST_NAME},
         },
+        mutually_exclusive=[("files", "manifest_sha256")],
         supports_check_mode=True,
     )
     staging: str = module.params["staging"].rstrip("/")
     dest: str = module.params["dest"].rstrip("/")
     manifest_name: str = module.params["manifest_name"]
+    files: dict[str, Any] | None = module.params["files"]
     manifest_sha256: str | None = module.params["manifest_sha256"]
+    if files is not None and not files:
+        module.fail_json(
+            msg="files is empty: a version has at least one file; give the controller's files "
+            "table of the version (tfs_fleet.common.model_sources), or leave the option out"
+        )
+    if files is not None:
+        try:
+            check_files_table(files, "files", require_size=True)
+        except ManifestError as err:
+            module.fail_json(
+                msg=f"{err}: give the controller's files table of the version "
+                "(tfs_fleet.common.model_sources), or leave the option out"
+            )
     if manifest_sha256 is not None:
         manifest_sha256 = manifest_sha256.strip().lower()
         if not SHA256_RE.match(manifest_sha256):
@@ -105,8 +141,13 @@ def main() -> None:
     if os.path.dirname(staging) != os.path.dirname(dest):
         module.fail_json(msg=f"staging {staging} and dest {dest} must share a parent directory")
 
+    def check(root: str) -> tuple[int, list[str]]:
+        if files is not None:
+            return verify_files(root, files)
+        return verify(root, manifest_name, manifest_sha256)
+
     if os.path.lexists(dest):
-        count, problems = verify(dest, manifest_name, manifest_sha256)
+        count, problems = check(dest)
         if problems:
             module.fail_json(
                 msg=f"{dest} exists but is not this version ({summary(problems)}); it was left "
@@ -134,10 +175,11 @@ def main() -> None:
     if not os.path.isdir(staging):
         module.fail_json(msg=f"staging directory {staging} does not exist: transfer it first")
 
-    count, problems = verify(staging, manifest_name, manifest_sha256)
+    count, problems = check(staging)
     if problems:
+        table = "the controller's files table" if files is not None else "its manifest"
         module.fail_json(
-            msg=f"{staging} does not match its manifest, so {dest} was not published: "
+            msg=f"{staging} does not match {table}, so {dest} was not published: "
             f"{summary(problems)}",
             problems=problems,
         )
