@@ -391,13 +391,17 @@ class RestClient:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=budget)
         expired = threading.Event()
+        # The connection's socket, kept: once the answer's headers are read, http.client drops
+        # conn.sock for an answer that ends with the connection (HTTP/1.0, Connection: close)
+        # while the response goes on reading from the same socket.
+        held: list[socket.socket] = []
 
         def cut_off() -> None:
             expired.set()
-            sock = conn.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            for sock in (conn.sock, *held):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
         # The watchdog ends a request that is still running at its deadline, whatever
         # the server does (one byte every second keeps each read inside its own timeout).
@@ -407,6 +411,8 @@ class RestClient:
         try:
             headers = {"Content-Type": "application/json"} if data is not None else {}
             conn.request(method, path, body=data, headers=headers)
+            if conn.sock is not None:
+                held.append(conn.sock)
             resp = conn.getresponse()
             length = resp.getheader("Content-Length")
             if (
@@ -424,9 +430,11 @@ class RestClient:
                 left = end - time.monotonic()
                 if left <= 0 or expired.is_set():
                     raise TimeoutError()
-                if conn.sock is not None:
-                    conn.sock.settimeout(left)
-                chunk = resp.read(_READ_CHUNK)
+                for sock in held:
+                    sock.settimeout(left)
+                # read1: one receive at most, so a server that trickles bytes cannot hold a
+                # read past the deadline (read(n) waits for all n bytes or the end).
+                chunk = resp.read1(_READ_CHUNK)
                 if not chunk:
                     break
                 total += len(chunk)

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,22 @@ def http(
 class StandinProcess:
     """python -m tfs_standin in a subprocess, logging to a file."""
 
-    def __init__(self, args: list[str], log_path: Path, rest_port: int) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, rest_port: int, grpc_port: int | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
         self.rest_port = rest_port
+        self.grpc_port = grpc_port  # what --port says, where the caller knows it
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rest_port}"
+
+    def hosts(self) -> list[str]:
+        """The smoke test's --grpc and --rest arguments for this server."""
+        return ["--grpc", f"127.0.0.1:{self.grpc_port}", "--rest", f"127.0.0.1:{self.rest_port}"]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -91,6 +99,16 @@ class StandinProcess:
     def start(self, ready_model: str, timeout: float = 90.0) -> StandinProcess:
         """Start and wait until REST answers for ready_model (bounded)."""
         self.start_background()
+        return self.wait_until(
+            lambda: http("GET", f"{self.url}/v1/models/{ready_model}", timeout=2)[0] == 200,
+            timeout,
+        )
+
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: float, what: str = "serve"
+    ) -> StandinProcess:
+        """Poll ready() (an OSError counts as not yet) until it holds; fail with the log when
+        the process exits first, or stop it and fail (it did not ``what``) after timeout s."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,14 +117,13 @@ class StandinProcess:
                     f"stand-in exited with {self.proc.returncode} before serving:\n{self.log()}"
                 )
             try:
-                status, _ = http("GET", f"{self.url}/v1/models/{ready_model}", timeout=2)
-                if status == 200:
+                if ready():
                     return self
             except OSError:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise AssertionError(f"stand-in did not serve within {timeout} s:\n{self.log()}")
+        raise AssertionError(f"stand-in did not {what} within {timeout} s:\n{self.log()}")
 
     def stop(self) -> int | None:
         if self.proc is None:
@@ -119,6 +136,34 @@ class StandinProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+
+def serve_models(
+    model_bases: Mapping[str, Path], workdir: Path, timeout: float = 120.0
+) -> StandinProcess:
+    """One stand-in serving each {name: base path} through a model_config_file in workdir
+    (its log there too), returned once every model has an AVAILABLE version; stop() it."""
+    config = workdir / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{name}" base_path: "{base}" model_platform: "tensorflow" }}\n'
+            for name, base in model_bases.items()
+        )
+        + "}\n"
+    )
+    grpc_port, rest_port = free_port(), free_port()
+    server = StandinProcess(
+        [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"],
+        workdir / "server.log",
+        rest_port,
+        grpc_port,
+    )
+    return server.start_background().wait_until(
+        lambda: all("AVAILABLE" in status_states(server.url, m).values() for m in model_bases),
+        timeout,
+        f"make a version of each of {sorted(model_bases)} AVAILABLE",
+    )
 
 
 def run_cli(args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from standin_helpers import StandinProcess, free_port, http
+from standin_helpers import StandinProcess, http, serve_models
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -91,23 +91,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StandinPr
     root = Path(tmp_path_factory.mktemp("standin-fidelity"))
     export_strings(root / "strings" / "1")
     export_dtypes(root / "dtypes" / "1")
-    config = root / "models.config"
-    config.write_text(
-        "model_config_list {\n"
-        + "".join(
-            f'  config {{ name: "{m}" base_path: "{root / m}" model_platform: "tensorflow" }}\n'
-            for m in ("strings", "dtypes")
-        )
-        + "}\n"
-    )
-    grpc_port, rest_port = free_port(), free_port()
-    server = StandinProcess(
-        [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"],
-        root / "server.log",
-        rest_port,
-    )
-    server.start("dtypes")
-    yield server, grpc_port
+    server = serve_models({m: root / m for m in ("strings", "dtypes")}, root, timeout=90)
+    assert server.grpc_port is not None
+    yield server, server.grpc_port
     assert server.stop() == 0, server.log()
 
 

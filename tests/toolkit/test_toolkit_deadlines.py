@@ -24,7 +24,8 @@ SCRIPT = REPO / "scripts" / "smoke_test.py"
 
 @contextmanager
 def hostile_http(mode: str, interval_s: float = 0.5, limit_s: float = 30.0) -> Iterator[str]:
-    """A loopback HTTP server. ``trickle``: one byte of a valid answer every ``interval_s``;
+    """A loopback HTTP server. ``trickle``: one byte of a valid answer every ``interval_s``
+    (``trickle-body``: the HTTP/1.0 headers at once, then the body that way);
     ``huge``: a 3 GB Content-Length with zeros streamed; ``endless``: zeros with no length.
     Every connection is closed after ``limit_s`` at the latest."""
     listener = socket.socket()
@@ -38,11 +39,12 @@ def hostile_http(mode: str, interval_s: float = 0.5, limit_s: float = 30.0) -> I
         conn.settimeout(limit_s)
         try:
             conn.recv(65536)
-            if mode == "trickle":
-                answer = (
-                    b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"x": 1}'
-                    + b" " * 1000
-                )
+            if mode in {"trickle", "trickle-body"}:
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+                answer = head + b'{"x": 1}' + b" " * 1000
+                if mode == "trickle-body":  # the headers at once, then the body byte by byte
+                    conn.sendall(head)
+                    answer = answer[len(head) :]
                 for byte in answer:
                     if stop.is_set() or time.monotonic() > end:
                         break
@@ -80,8 +82,11 @@ def hostile_http(mode: str, interval_s: float = 0.5, limit_s: float = 30.0) -> I
         thread.join(timeout=5)
 
 
-def test_rest_timeout_bounds_the_whole_request_against_a_trickling_server() -> None:
-    with hostile_http("trickle") as target:
+@pytest.mark.parametrize("mode", ["trickle", "trickle-body"])
+def test_rest_timeout_bounds_the_whole_request_against_a_trickling_server(mode: str) -> None:
+    """Issue 23 item 7: with the headers read, an HTTP/1.0 answer leaves conn.sock None; the
+    deadline must still end the request (it ran to the overall deadline before)."""
+    with hostile_http(mode) as target:
         client = RestClient(target, timeout_s=1.5)
         start = time.monotonic()
         with pytest.raises(ServingError) as err:

@@ -14,14 +14,14 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import json_format, text_format
+from toolkit_loopback import LoopbackServing
 
 from tfs_fleet.protos import (
     classification_pb2,
@@ -127,7 +127,7 @@ def _batch(request: Any) -> int:
     return 1
 
 
-class FakeServing:
+class FakeServing(LoopbackServing):
     def __init__(
         self,
         signatures: dict[str, Any],
@@ -143,9 +143,7 @@ class FakeServing:
         self.answer = answer
         self.calls: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
-        self._grpc: grpc.Server | None = None
-        self._http: ThreadingHTTPServer | None = None
-        self.grpc_port = self.rest_port = 0
+        super().__init__()
 
     # ---- answers ------------------------------------------------------------------------
     def respond(self, call: str, request: Any, context: Any) -> Any:
@@ -214,40 +212,15 @@ class FakeServing:
         with self.lock:
             return [r for c, r in self.calls if c == call]
 
-    # ---- lifecycle ----------------------------------------------------------------------
-    def start(self) -> FakeServing:
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    # ---- lifecycle (LoopbackServing) ----------------------------------------------------
+    def add_services(self, server: grpc.Server) -> None:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _Prediction(self), self._grpc
+            _Prediction(self), server
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_Models(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
-        self._grpc.start()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _rest(self))
-        self._http.daemon_threads = True
-        self.rest_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        return self
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_Models(self), server)
 
-    def stop(self) -> None:
-        if self._grpc is not None:
-            self._grpc.stop(grace=None)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-
-    def __enter__(self) -> FakeServing:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def hosts(self) -> list[str]:
-        return ["--grpc", f"127.0.0.1:{self.grpc_port}", "--rest", f"127.0.0.1:{self.rest_port}"]
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+    def rest_handler(self) -> type[BaseHTTPRequestHandler]:
+        return _rest(self)
 
 
 class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from toolkit_loopback import LoopbackServing
 
 from tfs_fleet.export import read_signature_defs
 from tfs_fleet.tensors import typed_field
@@ -84,18 +84,18 @@ def typed_tensor_proto(value: np.ndarray) -> Any:
     return proto
 
 
-class Serving:
+class Serving(LoopbackServing):
     """Models plus the two front ends. ``tensor_content=True`` mimics
     --enable_serialization_as_tensor_content."""
+
+    grpc_workers = 8
+    grpc_options = (("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1))
 
     def __init__(self, models: dict[str, Model], *, tensor_content: bool = False) -> None:
         self.models = models
         self.tensor_content = tensor_content
         self.lock = threading.Lock()
-        self.grpc_port = 0
-        self.rest_port = 0
-        self._grpc: grpc.Server | None = None
-        self._http: ThreadingHTTPServer | None = None
+        super().__init__()
 
     # ---- model resolution ---------------------------------------------------------------
     def resolve(self, name: str, version: int | None, label: str | None) -> tuple[Model, Version]:
@@ -177,38 +177,15 @@ class Serving:
         with self.lock:
             self.models[name].versions[version].state = state
 
-    # ---- lifecycle ----------------------------------------------------------------------
-    def start(self) -> Serving:
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=8),
-            options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
-        )
+    # ---- lifecycle (LoopbackServing) ----------------------------------------------------
+    def add_services(self, server: grpc.Server) -> None:
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionServicer(self), self._grpc
+            _PredictionServicer(self), server
         )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
-        self._grpc.start()
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _rest_handler(self))
-        self._http.daemon_threads = True
-        self.rest_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-        return self
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), server)
 
-    def stop(self) -> None:
-        if self._grpc is not None:
-            self._grpc.stop(grace=None)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest_target(self) -> str:
-        return f"127.0.0.1:{self.rest_port}"
+    def rest_handler(self) -> type[BaseHTTPRequestHandler]:
+        return _rest_handler(self)
 
     def out_proto(self, value: np.ndarray) -> Any:
         if self.tensor_content and value.dtype != object:

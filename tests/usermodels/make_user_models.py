@@ -3,6 +3,7 @@
 
     make_user_models.py EXPORT_BASE [--models seed_tf1 keras3 mnist_tf1] [--version N]
                         [--variant good|nan|bad_shape|no_signature] [--warmup]
+                        [--format pb|pbtxt]
 
 Each model lands in ``EXPORT_BASE/<name>/<version>/`` (the directory must not exist yet):
 
@@ -41,6 +42,11 @@ no_signature  lacks a signature the good version has: seed_tf1 names its signatu
 ``--warmup`` adds ``assets.extra/tf_serving_warmup_requests`` (TFRecord of PredictionLog): one
 request per signature the version has (a ClassifyLog for mnist_tf1's ``serving_default``).
 
+``--format`` picks the SavedModel file: saved_model.pbtxt (text) or saved_model.pb (binary);
+without it each model is saved as above (seed_tf1 text, the others binary). The other format is
+the same SavedModel proto written the other way, as ``SavedModelBuilder.save(as_text=...)``
+would have written it.
+
 The weights are fixed (seeded numpy), so :func:`expected_outputs` computes the right answer of any
 signature in numpy; :func:`sample_inputs` gives a deterministic request and :func:`golden` both.
 """
@@ -48,6 +54,7 @@ signature in numpy; :func:`sample_inputs` gives a deterministic request and :fun
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
@@ -69,6 +76,7 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
     "mnist_tf1": VARIANTS,
 }
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+FORMATS = ("pb", "pbtxt")
 
 PREDICT = "tensorflow/serving/predict"
 CLASSIFY = "tensorflow/serving/classify"
@@ -101,24 +109,23 @@ class Signature:
 # ---- weights (fixed) ------------------------------------------------------------------------
 
 
+def _two_layers(seed: int, features: int, hidden: int, classes: int) -> dict[str, np.ndarray]:
+    """w1, b1, w2, b2 of a features -> hidden -> classes net, drawn in that order from ``seed``."""
+    rng = np.random.default_rng(seed)
+    return {
+        "w1": rng.normal(0, 0.5, (features, hidden)),
+        "b1": rng.normal(0, 0.1, hidden),
+        "w2": rng.normal(0, 0.5, (hidden, classes)),
+        "b2": rng.normal(0, 0.1, classes),
+    }
+
+
 def _weights(name: str, variant: str = "good") -> dict[str, np.ndarray]:
     """The model's fixed weights; the nan variant has a NaN bias in its last layer."""
     if name == "seed_tf1":
-        rng = np.random.default_rng(20190601)
-        w = {
-            "w1": rng.normal(0, 0.5, (SEED_FEATURES, SEED_HIDDEN)),
-            "b1": rng.normal(0, 0.1, SEED_HIDDEN),
-            "w2": rng.normal(0, 0.5, (SEED_HIDDEN, SEED_CLASSES)),
-            "b2": rng.normal(0, 0.1, SEED_CLASSES),
-        }
+        w = _two_layers(20190601, SEED_FEATURES, SEED_HIDDEN, SEED_CLASSES)
     elif name == "keras3":
-        rng = np.random.default_rng(3)
-        w = {
-            "w1": rng.normal(0, 0.5, (KERAS_FEATURES, KERAS_HIDDEN)),
-            "b1": rng.normal(0, 0.1, KERAS_HIDDEN),
-            "w2": rng.normal(0, 0.5, (KERAS_HIDDEN, KERAS_CLASSES)),
-            "b2": rng.normal(0, 0.1, KERAS_CLASSES),
-        }
+        w = _two_layers(3, KERAS_FEATURES, KERAS_HIDDEN, KERAS_CLASSES)
     elif name == "mnist_tf1":
         rng = np.random.default_rng(784)
         w = {
@@ -437,9 +444,12 @@ def _declare_output_shape(path: Path, output: str, shape: list[int]) -> None:
     pb.write_bytes(proto.SerializeToString())
 
 
-def write_warmup(path: Path, name: str, variant: str = "good", rows: int = 1) -> int:
-    """assets.extra/tf_serving_warmup_requests: one PredictionLog per signature of the version
-    (a ClassifyLog for a classification signature); returns the number of records."""
+def write_warmup(
+    path: Path, name: str, variant: str = "good", rows: int = 1, per_signature: int = 1
+) -> int:
+    """assets.extra/tf_serving_warmup_requests: ``per_signature`` PredictionLogs per signature of
+    the version (ClassifyLogs for a classification signature), the k-th (from 0) a request of
+    ``rows + k`` rows; returns the number of records."""
     import tensorflow as tf
     from tensorflow.core.example import example_pb2
     from tensorflow_serving.apis import prediction_log_pb2
@@ -448,9 +458,11 @@ def write_warmup(path: Path, name: str, variant: str = "good", rows: int = 1) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with tf.io.TFRecordWriter(str(target)) as writer:
-        for key, sig in sorted(signatures(name, variant).items()):
+        for (key, sig), k in itertools.product(
+            sorted(signatures(name, variant).items()), range(per_signature)
+        ):
             log = prediction_log_pb2.PredictionLog()
-            inputs = sample_inputs(name, key, rows, seed=1, variant=variant)
+            inputs = sample_inputs(name, key, rows + k, seed=1 + k, variant=variant)
             if sig.method == CLASSIFY:
                 request = log.classify_log.request
                 for item in inputs["inputs"]:
@@ -479,21 +491,44 @@ def _write(path: Path, name: str, variant: str) -> None:
         _WRITERS[name](path, variant)
 
 
+def _save_as(path: Path, saved_model_format: str) -> None:
+    """Rewrite the version's SavedModel file as saved_model.pb or .pbtxt (the same proto; what
+    SavedModelBuilder.save writes with as_text False or True)."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb, pbtxt = path / "saved_model.pb", path / "saved_model.pbtxt"
+    if saved_model_format == "pbtxt" and pb.is_file():
+        proto = saved_model_pb2.SavedModel.FromString(pb.read_bytes())
+        pbtxt.write_text(text_format.MessageToString(proto))
+        pb.unlink()
+    elif saved_model_format == "pb" and pbtxt.is_file():
+        proto = text_format.Parse(pbtxt.read_text(), saved_model_pb2.SavedModel())
+        pb.write_bytes(proto.SerializeToString(deterministic=True))
+        pbtxt.unlink()
+
+
 def write_model(
     export_base: Path | str,
     name: str,
     version: int = 1,
     variant: str = "good",
     warmup: bool = False,
+    saved_model_format: str | None = None,
 ) -> Path:
-    """Write ``export_base/name/version/`` (refused when it exists); returns that directory."""
+    """Write ``export_base/name/version/`` (refused when it exists); returns that directory.
+    ``saved_model_format`` "pb" or "pbtxt" picks the SavedModel file (None: the model's own)."""
     _check(name, variant)
+    if saved_model_format not in (None, *FORMATS):
+        raise UserModelError(f"unknown format {saved_model_format!r}: choose from pb, pbtxt")
     path = Path(export_base) / name / str(int(version))
     if path.exists():
         raise UserModelError(f"{path} exists: a version is written once")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         _write(path, name, variant)
+        if saved_model_format is not None:
+            _save_as(path, saved_model_format)
         if warmup:
             write_warmup(path, name, variant)
     except BaseException:
@@ -508,11 +543,15 @@ def write_models(
     version: int = 1,
     variant: str = "good",
     warmup: bool = False,
+    saved_model_format: str | None = None,
 ) -> dict[str, Path]:
     """Several models at one version; {name: version directory}."""
     for name in models:
         _check(name, variant)
-    return {name: write_model(export_base, name, version, variant, warmup) for name in models}
+    return {
+        name: write_model(export_base, name, version, variant, warmup, saved_model_format)
+        for name in models
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -528,11 +567,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", action="store_true", help="add assets.extra/tf_serving_warmup_requests"
     )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        dest="saved_model_format",
+        help="saved_model.pb or .pbtxt (default: seed_tf1 pbtxt, the others pb)",
+    )
     args = parser.parse_args(argv)
     if args.version < 1:
         parser.error(f"--version {args.version}: versions are positive integers")
     try:
-        paths = write_models(args.export_base, args.models, args.version, args.variant, args.warmup)
+        paths = write_models(
+            args.export_base,
+            args.models,
+            args.version,
+            args.variant,
+            args.warmup,
+            args.saved_model_format,
+        )
     except UserModelError as exc:
         parser.error(str(exc))
     for path in paths.values():

@@ -15,9 +15,7 @@ import grpc
 import make_user_models as mum
 import numpy as np
 import pytest
-from standin.standin_helpers import StandinProcess, free_port, status_states
-
-from helpers import wait_for
+from standin.standin_helpers import StandinProcess, serve_models
 
 SCRIPT = Path(mum.__file__)
 
@@ -193,27 +191,11 @@ def standin(
 ) -> Iterator[tuple[StandinProcess, int]]:
     """One stand-in process serving the three good models (model_config_file)."""
     workdir = Path(tmp_path_factory.mktemp("usermodels-standin"))
-    blocks = "".join(
-        f'  config {{ name: "{name}" base_path: "{path.parent}" model_platform: "tensorflow" }}\n'
-        for name, path in models["good"].items()
-    )
-    config = workdir / "models.config"
-    config.write_text("model_config_list {\n" + blocks + "}\n")
-    grpc_port, rest_port = free_port(), free_port()
-    server = StandinProcess(
-        [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"],
-        workdir / "server.log",
-        rest_port,
-    )
-    server.start("seed_tf1", timeout=120)
+    bases = {name: path.parent for name, path in models["good"].items()}
+    server = serve_models(bases, workdir)  # version 1 is the only one: AVAILABLE is it
     try:
-        for name in models["good"]:
-            wait_for(
-                lambda name=name: status_states(server.url, name).get(1) == "AVAILABLE",
-                60,
-                f"{name} version 1 AVAILABLE",
-            )
-        yield server, grpc_port
+        assert server.grpc_port is not None
+        yield server, server.grpc_port
     finally:
         server.stop()
 
