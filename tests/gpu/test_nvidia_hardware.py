@@ -401,6 +401,11 @@ def test_gpu_fact_order_variable_then_this_run_then_ansible_local() -> None:
     assert nh.gpu_fact({}) == {"present": False, "driver": "", "source": "none"}
     assert nh.gpu_fact({"ansible_local": {}}) == {"present": False, "driver": "", "source": "none"}
     assert nh.gpu_fact({"nvidia_driver_gpu_present": "True"})["present"] is True
+    # Variables from -e are strings: Ansible's boolean rules (module_utils/booleans.py).
+    assert nh.gpu_fact(recorded, explicit="false")["present"] is False
+    assert nh.gpu_fact({}, explicit="yes")["present"] is True
+    with pytest.raises(nh.NvidiaPlanError, match="'flase' is not a boolean"):
+        nh.gpu_fact({}, explicit="flase")
 
 
 def test_branch_policy() -> None:

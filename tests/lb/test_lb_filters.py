@@ -47,6 +47,28 @@ def test_per_gpu_containers_are_servers_of_their_own() -> None:
         lb_servers({"g": {**REACHABLE, "tfserving_per_gpu_containers": True}}, ["g"], "lb1")
 
 
+@pytest.mark.parametrize("value", ["false", "False", "no", "off", "0", False, 0])
+def test_per_gpu_containers_false_as_a_string_is_one_server(value: object) -> None:
+    """-e tfserving_per_gpu_containers=false arrives as a string: one server, as the role runs
+    one container (Ansible's boolean rules, module_utils/booleans.py)."""
+    hv = {"gpu1": {**REACHABLE, "tfserving_per_gpu_containers": value, "tfserving_gpu_count": 2}}
+    assert [s["name"] for s in lb_servers(hv, ["gpu1"], "lb1")] == ["gpu1"]
+
+
+@pytest.mark.parametrize("value", ["true", "True", "yes", "on", "1", True, 1])
+def test_per_gpu_containers_true_as_a_string_is_a_server_per_gpu(value: object) -> None:
+    hv = {"gpu1": {**REACHABLE, "tfserving_per_gpu_containers": value, "tfserving_gpu_count": 2}}
+    names = [s["name"] for s in lb_servers(hv, ["gpu1"], "lb1")]
+    assert names == ["gpu1-gpu0", "gpu1-gpu1"]
+
+
+@pytest.mark.parametrize("value", ["flase", 2, "y", ""], ids=repr)
+def test_per_gpu_containers_not_a_boolean_fails_naming_host_and_variable(value: object) -> None:
+    hv = {"gpu1": {**REACHABLE, "tfserving_per_gpu_containers": value}}
+    with pytest.raises(AnsibleFilterError, match=r"gpu1: tfserving_per_gpu_containers: .* boolean"):
+        lb_servers(hv, ["gpu1"], "lb1")
+
+
 def test_unreachable_backends_fail_naming_the_variable() -> None:
     with pytest.raises(AnsibleFilterError, match=r"gpu1: .*tfserving_bind_address"):
         lb_servers({"gpu1": {"ansible_host": "10.0.0.1"}}, ["gpu1"], "lb1")  # loopback default

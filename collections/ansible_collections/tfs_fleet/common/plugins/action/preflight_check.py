@@ -61,9 +61,8 @@ class ActionModule(ActionBase):
                     # Depends on what is not known yet (facts, inventory plugins): the role
                     # checks it when it runs.
                     result.setdefault("unchecked", []).append(f"{name}: {err}")
-        problems = check_variables(
-            values, task_vars.keys(), {role: list(opts) for role, opts in options.items()}, roles
-        )
+        # The specs themselves: check_variables reads the options' names and their types.
+        problems = check_variables(values, task_vars.keys(), options, roles)
         result["problems"] = problems
         result["changed"] = False
         if problems:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import ACCEPTS, as_bool
 
 DOCUMENTATION = r"""
 name: lb_servers
@@ -103,7 +104,13 @@ def lb_servers(hostvars: Mapping[str, Any], hosts: Sequence[str], lb_host: str) 
         grpc = _int(hv.get("tfserving_grpc_port", 8500), f"{host}: tfserving_grpc_port")
         rest = _int(hv.get("tfserving_rest_port", 8501), f"{host}: tfserving_rest_port")
         container = str(hv.get("tfserving_container_name", "tfserving"))
-        if hv.get("tfserving_per_gpu_containers", False) in (True, "true", "True", "yes", 1):
+        per_gpu = as_bool(hv.get("tfserving_per_gpu_containers", False))
+        if per_gpu is None:
+            raise AnsibleFilterError(
+                f"{host}: tfserving_per_gpu_containers: "
+                f"{hv.get('tfserving_per_gpu_containers')!r} is not accepted; it accepts {ACCEPTS}."
+            )
+        if per_gpu:
             stride = _int(
                 hv.get("tfserving_per_gpu_port_stride", 10),
                 f"{host}: tfserving_per_gpu_port_stride",

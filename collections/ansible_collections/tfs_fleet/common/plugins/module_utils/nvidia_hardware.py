@@ -3,7 +3,7 @@
 """What a host's NVIDIA hardware needs: GPU generation, kernel-module flavour, NVSwitch and
 Fabric Manager, Secure Boot, and the driver packages that follow (``driver_plan``).
 
-Pure Python without Ansible imports (unit-testable; ``scripts/gpu_facts.py`` carries a copy of
+Pure Python (of Ansible, only its boolean rules through booleans.py; unit-testable; ``scripts/gpu_facts.py`` carries a copy of
 the generation table, and a test keeps the two equal).
 
 Sources (see docs/gpu.md):
@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import ACCEPTS, as_bool
 from ansible_collections.tfs_fleet.common.plugins.module_utils.nvidia_facts import pci_scan_lines
 
 NVSWITCH_CLASS_PREFIX = "0x0680"
@@ -390,9 +391,10 @@ def gpu_fact(host: Mapping[str, Any], explicit: object = None) -> dict[str, Any]
         driver = recorded.get("installed_version", "") or ""
     if explicit is not None:
         present, source = explicit, "variable"
-    if isinstance(present, str):
-        present = present.strip().lower() in ("true", "yes", "1")
-    return {"present": bool(present), "driver": str(driver), "source": source}
+    converted = as_bool(present)
+    if converted is None and source == "variable":
+        raise NvidiaPlanError(f"the role's GPU variable: {explicit!r} is not {ACCEPTS}")
+    return {"present": bool(converted), "driver": str(driver), "source": source}
 
 
 # Branch policy: NVIDIA's data-center driver lifecycle ("Data Center Driver Lifecycle" in the

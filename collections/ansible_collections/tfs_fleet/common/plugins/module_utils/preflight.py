@@ -3,7 +3,7 @@
 """Preflight checks of the roles' variables beyond what argument_specs can say (ranges, names,
 paths, relations between variables) and unknown variables with a role prefix.
 
-Pure Python (no Ansible import): the action plugin tfs_fleet.common.preflight_check feeds it
+Pure Python (of Ansible, only its boolean rules through module_utils/booleans.py): the action plugin tfs_fleet.common.preflight_check feeds it
 the effective value of every role option and the names of every variable the host sees.
 Each problem is one sentence naming the variable, the value given and what it accepts.
 """
@@ -18,6 +18,11 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import (
+    ACCEPTS as BOOL_ACCEPTS,
+)
+from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import as_bool
 
 # Facts the roles set for later roles and plays (not options, so not in argument_specs).
 # tests/test_preflight.py checks this list against the set_fact tasks of roles/*/tasks.
@@ -86,18 +91,6 @@ def as_int(value: Any) -> int | None:
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
         return int(value)
-    return None
-
-
-def as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1"}:
-        return True
-    if isinstance(value, str) and value.strip().lower() in {"false", "no", "off", "0"}:
-        return False
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
     return None
 
 
@@ -492,6 +485,14 @@ CHECKS = {
 }
 
 
+def check_booleans(p: Problems, values: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Options of ``type: bool``: a boolean by Ansible's rules (module_utils/booleans.py), or
+    None where the option is unset (auto). "flase" or 2 would pass as true in a role."""
+    for name in sorted(names):
+        if name in values and values[name] is not None and as_bool(values[name]) is None:
+            p.add(name, values[name], BOOL_ACCEPTS)
+
+
 def check_variables(
     values: Mapping[str, Any],
     defined: Iterable[str],
@@ -500,8 +501,21 @@ def check_variables(
 ) -> list[str]:
     """Every problem found: ``values`` holds the effective value of each option (host value or
     role default), ``defined`` every variable name the host sees, ``options`` role -> option
-    names (all roles), ``roles`` the roles whose values are checked."""
+    names (all roles; where it is the argument spec's option -> spec mapping, the values of
+    ``type: bool`` options are checked to be booleans), ``roles`` the roles whose values are
+    checked."""
     p = Problems()
+    check_booleans(
+        p,
+        values,
+        {
+            name
+            for names in options.values()
+            if isinstance(names, Mapping)
+            for name, spec in names.items()
+            if isinstance(spec, Mapping) and spec.get("type") == "bool"
+        },
+    )
     for role in roles:
         check = CHECKS.get(role)
         if check is not None:
