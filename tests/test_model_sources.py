@@ -784,3 +784,43 @@ def test_the_role_deploys_user_savedmodels_and_restores_through_the_check(
     assert rc != 0
     assert f"{data} does not match" in out and "export the version again" in out, out
     assert tree(host) == before
+
+
+OVERRIDE_PLAY = PLAN_PLAY.replace(
+    "        tasks_from: plan.yml\n",
+    "        tasks_from: plan.yml\n"
+    "      vars:\n"
+    '        tfserving_models_list_override: "{{ override }}"\n',
+)
+
+
+@pytest.mark.parametrize(
+    ("override", "wanted"), [(None, [5]), ([{"name": "m", "versions": [3]}], [3])]
+)
+def test_the_override_wins_over_an_extra_var_list(
+    base: Path, tmp_path: Path, override: Any, wanted: list[int]
+) -> None:
+    """The rollback pins a host through tfserving_models_list_override: role vars cannot beat
+    `-e tfserving_models_list=...` (extra vars win), so a rollback that set tfserving_models_list
+    kept the failed version when the list came as an extra var (found by the fleet's user-model
+    rollout). Without an override the extra var's list is planned."""
+    for version in (3, 4, 5):
+        saved_model(base / "m" / str(version))
+    inventory = tmp_path / "hosts.yml"
+    host = {"ansible_host": "127.0.0.1", "ansible_port": 9}
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"h1": host}}}))
+    play = tmp_path / "plan.yml"
+    play.write_text(OVERRIDE_PLAY)
+    out = tmp_path / "plan.json"
+    extra = {
+        "tfserving_models_list": [{"name": "m"}],
+        "tfserving_models_export_base": str(base),
+        "tfserving_models_keep": 1,
+        "tfserving_models_hash_cache_dir": str(tmp_path / "cache"),
+        "out": str(out),
+        "override": override,
+    }
+    proc = ansible_playbook(play, inventory, "-e", json.dumps(extra), "--check", timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    (plan,) = json.loads(Path(f"{out}.h1").read_text())["plan"]
+    assert plan["wanted"] == wanted

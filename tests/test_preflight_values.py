@@ -120,17 +120,139 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"tfserving_bind_address": "localhost; rm"},
         "tfserving_bind_address: 'localhost; rm' is not accepted",
     ),
+    "image-repository-space": (
+        {"tfserving_image_repository": "tensorflow/serving; rm -rf /"},
+        "tfserving_image_repository: 'tensorflow/serving; rm -rf /' is not accepted; it accepts "
+        "a Docker repository",
+    ),
+    "image-archive-ref-space": (
+        {"tfserving_image_archive_ref": "tfs-fleet/standin latest"},
+        "tfserving_image_archive_ref: 'tfs-fleet/standin latest' is not accepted; it accepts "
+        "empty or a Docker image reference",
+    ),
+    "image-registry-url-semicolon": (
+        {"tfserving_image_registry_url": "registry.example.internal;id"},
+        "tfserving_image_registry_url: 'registry.example.internal;id' is not accepted",
+    ),
+    "env-newline": (
+        {"tfserving_env": {"A": "x\nB=y"}},
+        "tfserving_env.A: 'x\\nB=y' is not accepted; it accepts a one-line string",
+    ),
+    "env-command-substitution": (
+        {"tfserving_env": {"A": "$(id)"}},
+        "tfserving_env.A: '$(id)' is not accepted; it accepts a one-line string without "
+        "command substitution",
+    ),
+    "env-backticks": (
+        {"tfserving_env": {"A": "`id`"}},
+        "tfserving_env.A: '`id`' is not accepted",
+    ),
+    "env-key-equals": (
+        {"tfserving_env": {"A=B": "x"}},
+        "tfserving_env: 'A=B' is not accepted; it accepts variable names",
+    ),
+    "env-key-empty": (
+        {"tfserving_env": {"": "x"}},
+        "tfserving_env: '' is not accepted; it accepts variable names",
+    ),
+    "lb-port-is-serving-port": (
+        {"_groups": ["lb"], "tfserving_lb_grpc_port": 8500},
+        "tfserving_lb_grpc_port: 8500 is also tfserving_grpc_port (TF Serving's port) on "
+        "lb-port-is-serving-port, which is in both lb and gpu_servers",
+    ),
+    "models-dir-etc": (
+        {"tfserving_models_base_dir": "/etc"},
+        "tfserving_models_base_dir: '/etc' is not accepted; it accepts a directory of its own, "
+        "not a system directory",
+    ),
+    "models-dir-lib64": (
+        {"tfserving_models_base_dir": "/lib64/"},
+        "tfserving_models_base_dir: '/lib64/' is not accepted",
+    ),
+    "config-dir-is-models-dir": (
+        {"tfserving_config_dir": "/srv/tfserving/models"},
+        "tfserving_config_dir '/srv/tfserving/models' and tfserving_models_base_dir "
+        "'/srv/tfserving/models' overlap",
+    ),
+    "config-dir-inside-models-dir": (
+        {"tfserving_config_dir": "/srv/tfserving/models/config"},
+        "tfserving_config_dir '/srv/tfserving/models/config' and tfserving_models_base_dir",
+    ),
+    "daemon-json-inf": (
+        {"docker_daemon_options": {"max-concurrent-downloads": float("inf")}},
+        "docker_daemon_options.max-concurrent-downloads: inf is not accepted; it accepts finite "
+        "numbers only",
+    ),
+    "daemon-json-nan": (
+        {"docker_daemon_options": {"mtu": float("nan")}},
+        "docker_daemon_options.mtu: nan is not accepted",
+    ),
+    "daemon-json-unknown-key": (
+        {"docker_daemon_options": {"storage-drvier": "vfs"}},
+        "docker_daemon_options.storage-drvier: dockerd has no such daemon.json key (did you "
+        "mean storage-driver?)",
+    ),
+    "daemon-json-int-log-opt": (
+        {"docker_daemon_options": {"log-opts": {"max-size": "10m", "max-file": 3}}},
+        "docker_daemon_options.log-opts.max-file: 3 is not accepted; it accepts a string "
+        "(dockerd wants it quoted)",
+    ),
+    "daemon-json-bool-as-string": (
+        {"docker_daemon_options": {"live-restore": "yes"}},
+        "docker_daemon_options.live-restore: 'yes' is not accepted; it accepts a boolean",
+    ),
+    # Hosts outside gpu_servers ("_groups": the host's groups instead).
+    "lb-only-typo": (
+        {"_groups": ["lb"], "_not_serving": True, "tfserving_lb_grcp_port": 8500},
+        "tfserving_lb_grcp_port: no role of this project has such a variable "
+        "(did you mean tfserving_lb_grpc_port?)",
+    ),
+    "lb-only-bad-port": (
+        {"_groups": ["lb"], "_not_serving": True, "tfserving_lb_rest_port": 0},
+        "tfserving_lb_rest_port: 0 is not accepted",
+    ),
+    "lb-only-ports-same": (
+        {"_groups": ["lb"], "_not_serving": True, "tfserving_lb_stats_port": 8501},
+        "tfserving_lb_rest_port and tfserving_lb_stats_port are both 8501",
+    ),
+    "monitoring-only-bad-port": (
+        {"_groups": ["monitoring"], "_not_serving": True, "tfserving_monitoring_lb_port": 99999},
+        "tfserving_monitoring_lb_port: 99999 is not accepted",
+    ),
+    "monitoring-only-typo": (
+        {"_groups": ["monitoring"], "_not_serving": True, "tfserving_monitoring_retenion": "7d"},
+        "tfserving_monitoring_retenion: no role of this project has such a variable "
+        "(did you mean tfserving_monitoring_retention?)",
+    ),
 }
+
+# Hosts outside gpu_servers whose serving values are bad: the serving checks do not apply there.
+GOOD_ELSEWHERE: dict[str, dict[str, Any]] = {
+    "lb-only-good": {"_groups": ["lb"], "_not_serving": True, "tfserving_grpc_port": 0,
+                     "tfserving_env": {"A=B": "$(id)"}, "docker_daemon_options": {"x": 1},
+                     "tfserving_verify_grpc_endpoint": "127.0.0.1:0"},
+    "monitoring-only-good": {"_groups": ["monitoring"], "_not_serving": True,
+                             "tfserving_models_base_dir": "/etc",
+                             "tfserving_image_repository": "Not A Repo"},
+}  # fmt: skip
 
 
 def write_inventory(path: Path, hosts: dict[str, dict[str, Any]]) -> Path:
-    inv = {"all": {"children": {"gpu_servers": {"hosts": {}}}}}
-    for host, hostvars in hosts.items():
-        # An address nothing answers on: preflight must never need the host.
-        inv["all"]["children"]["gpu_servers"]["hosts"][host] = {
-            "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
-            **hostvars,
-        }  # fmt: skip
+    """Each host in gpu_servers, and in the groups its "_groups" names ("_not_serving": not in
+    gpu_servers)."""
+    children: dict[str, Any] = {g: {"hosts": {}} for g in ("gpu_servers", "lb", "monitoring")}
+    inv = {"all": {"children": children}}
+    for host, given in hosts.items():
+        hostvars = {k: v for k, v in given.items() if not k.startswith("_")}
+        groups = list(given.get("_groups", []))
+        if not given.get("_not_serving"):
+            groups.append("gpu_servers")
+        for group in groups:
+            # An address nothing answers on: preflight must never need the host.
+            children[group]["hosts"][host] = {
+                "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
+                **hostvars,
+            }  # fmt: skip
     path.write_text(yaml.safe_dump(inv))
     return path
 
@@ -154,6 +276,7 @@ def preflight_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Comple
         "labels": {"stable": 1, "canary": 2},
     }
     hosts["all-good"] = {"tfserving_models_list": [good]}
+    hosts.update(GOOD_ELSEWHERE)
     inventory = write_inventory(tmp / "inventory.yml", hosts)
     return ansible_playbook("playbooks/preflight.yml", inventory, timeout=300)
 
@@ -171,6 +294,16 @@ def test_each_bad_value_fails_naming_the_variable(
 def test_good_values_pass(preflight_run: subprocess.CompletedProcess[str]) -> None:
     assert "all-good" not in failures(preflight_run.stdout)
     assert re.search(r"^all-good\s+: ok=[1-9][0-9]* .* failed=0", preflight_run.stdout, re.M)
+
+
+@pytest.mark.parametrize("host", sorted(GOOD_ELSEWHERE))
+def test_serving_checks_do_not_apply_outside_gpu_servers(
+    preflight_run: subprocess.CompletedProcess[str], host: str
+) -> None:
+    """An LB or monitoring host is checked (the lb-only-*/monitoring-only-* cases fail), but
+    only for its own role's variables: serving values it carries do not matter there."""
+    assert host not in failures(preflight_run.stdout), failures(preflight_run.stdout).get(host)
+    assert re.search(rf"^{host}\s+: ok=[1-9][0-9]* .* failed=0", preflight_run.stdout, re.M)
 
 
 def test_nothing_was_contacted(preflight_run: subprocess.CompletedProcess[str]) -> None:
@@ -282,3 +415,179 @@ def test_a_golden_file_is_found_under_the_model_directory(tmp_path: Path) -> Non
     assert any(f"{tmp_path}/m/other.json is not a file" in p for p in problems), problems
     values["tfserving_models_list"] = [{"name": "m", "golden": str(tmp_path / "m/golden.json")}]
     assert preflight.check_variables(values, [], options, ["tfserving_models"]) == []
+
+
+def all_defaults() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for path in REPO.glob("roles/*/meta/argument_specs.yml"):
+        spec = yaml.safe_load(path.read_text())["argument_specs"]["main"]["options"]
+        values.update(
+            {k: v.get("default") for k, v in spec.items() if "{{" not in str(v.get("default"))}
+        )
+    return values
+
+
+def without_templates(values: dict[str, Any]) -> dict[str, Any]:
+    """The values without templates, but with `{{ other }}` resolved where `other` is given."""
+    resolved = {}
+    for key, value in values.items():
+        match = re.fullmatch(r"\{\{ *([A-Za-z_][A-Za-z0-9_]*) *\}\}", str(value))
+        if match and match.group(1) in values:
+            resolved[key] = values[match.group(1)]
+        elif "{{" not in str(value):
+            resolved[key] = value
+    return resolved
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        "inventories/sandbox/group_vars/all/*.yml",
+        "inventories/production/group_vars/all/*.yml",
+    ],
+)
+def test_the_inventories_values_pass(files: str) -> None:
+    """The sandbox's (and the production example's) own values pass, on a serving host that
+    is also in lb and monitoring (every check at once)."""
+    given: dict[str, Any] = {}
+    for path in sorted(REPO.glob(files)):
+        given.update(yaml.safe_load(path.read_text()) or {})
+    values = {**all_defaults(), **without_templates(given)}
+    options = spec_options()
+    problems = preflight.check_variables(
+        values, list(values), options, list(options), groups=["gpu_servers", "monitoring"]
+    )
+    assert problems == []
+
+
+def test_the_molecule_scenarios_values_pass() -> None:
+    options = spec_options()
+    for path in sorted(REPO.glob("molecule/*/molecule.yml")):
+        scenario = yaml.safe_load(path.read_text())
+        group_vars = scenario.get("provisioner", {}).get("inventory", {}).get("group_vars", {})
+        for group, given in group_vars.items():
+            values = {**all_defaults(), **without_templates(given)}
+            problems = preflight.check_variables(values, [], options, list(options))
+            assert problems == [], (path, group)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "tensorflow/serving",
+        "serving",
+        "127.0.0.1:5000/tfsf-image/serving",
+        "registry.example.internal:5000/ml/tensorflow-serving",
+        "localhost/a__b/c-d.e",
+        "[::1]:5000/ml/serving",
+    ],
+)
+def test_docker_repositories_are_accepted(ref: str) -> None:
+    values = {"tfserving_image_repository": ref, "tfserving_image_archive_ref": ref + ":2.19.0"}
+    assert preflight.check_variables(values, [], spec_options(), ["tfserving_image"]) == []
+    values["tfserving_image_archive_ref"] = f"{ref}:v1@sha256:{'a' * 64}"
+    assert preflight.check_variables(values, [], spec_options(), ["tfserving_image"]) == []
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["Tensorflow/Serving", "tensorflow/serving:2.19.0", "a b", "a;b", "-a/b", "a//b", "$(id)/x"],
+)
+def test_docker_repositories_are_refused(ref: str) -> None:
+    for name in preflight.IMAGE_REPOSITORY_VARS:
+        problems = preflight.check_variables({name: ref}, [], spec_options(), ["tfserving_image"])
+        assert any(p.startswith(f"{name}: {ref!r} is not accepted") for p in problems), problems
+
+
+def test_image_references_and_registries_are_refused() -> None:
+    values = {
+        "tfserving_image_standin_ref": "tfs-fleet/standin:latest;id",
+        "tfserving_image_archive_ref": "tfs-fleet/standin@sha256:abc",
+        "tfserving_image_registry_url": "https://registry example",
+    }
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving_image"])
+    assert len(problems) == 3, problems
+    ok = {"tfserving_image_registry_url": "https://registry.example.internal:5000/v2/"}
+    assert preflight.check_variables(ok, [], spec_options(), ["tfserving_image"]) == []
+
+
+def test_daemon_json_nested_types_name_the_key_path() -> None:
+    values = {
+        "docker_daemon_options": {
+            "default-address-pools": [{"base": "10.10.0.0/16", "size": "24"}],
+            "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": "x"}},
+            "features": {"cdi": "true"},
+            "registry-mirrors": "https://mirror.example",
+            "proxies": {"http-proxy": "http://p:3128", "ftp-proxy": "x"},
+        }
+    }
+    problems = "\n".join(preflight.check_variables(values, [], spec_options(), ["docker"]))
+    for fragment in (
+        "docker_daemon_options.default-address-pools[0].size: '24' is not accepted; it accepts "
+        "an integer",
+        "docker_daemon_options.runtimes.nvidia.runtimeArgs: 'x' is not accepted; it accepts a "
+        "list, each item a string",
+        "docker_daemon_options.features.cdi: 'true' is not accepted; it accepts a boolean",
+        "docker_daemon_options.registry-mirrors: 'https://mirror.example' is not accepted",
+        "docker_daemon_options.proxies.ftp-proxy: dockerd has no such daemon.json key",
+    ):
+        assert fragment in problems, problems
+    good = {
+        "docker_daemon_options": {
+            "default-address-pools": [{"base": "10.10.0.0/16", "size": 24}],
+            "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}},
+            "features": {"cdi": True},
+            "default-runtime": "nvidia",
+            "registry-mirrors": ["https://mirror.example"],
+            "live-restore": True,
+            "max-concurrent-downloads": 3,
+            "log-opts": {"max-size": "10m", "max-file": "3"},
+            "default-ulimits": {"nofile": {"Name": "nofile", "Hard": 65536, "Soft": 65536}},
+        }
+    }
+    assert preflight.check_variables(good, [], spec_options(), ["docker"]) == []
+
+
+def test_lb_ports_on_a_serving_host_only_matter_when_it_is_in_both_groups() -> None:
+    values = all_defaults()  # LB 8500/8501, serving 8500/8501
+    options = spec_options()
+    roles = list(options)
+    assert preflight.check_variables(values, [], options, roles, groups=["gpu_servers"]) == []
+    assert preflight.check_variables(values, [], options, roles, groups=["lb"]) == []
+    problems = preflight.check_variables(
+        values, [], options, roles, groups=["gpu_servers", "lb"], host="h1"
+    )
+    assert any(p.startswith("tfserving_lb_grpc_port: 8500 is also") for p in problems)
+    assert any(p.startswith("tfserving_lb_rest_port: 8501 is also") for p in problems)
+    # Per-GPU containers: GPU 1's ports (base + stride) count too.
+    values.update({"tfserving_lb_grpc_port": 9500, "tfserving_lb_rest_port": 9501,
+                   "tfserving_per_gpu_containers": True, "tfserving_gpu_count": 2,
+                   "tfserving_per_gpu_port_stride": 1000})  # fmt: skip
+    problems = preflight.check_variables(values, [], options, roles, groups=["gpu_servers", "lb"])
+    assert any(p.startswith("tfserving_lb_grpc_port: 9500 is also") for p in problems), problems
+
+
+def test_env_values_must_be_strings() -> None:
+    values = {"tfserving_env": {"GOOD": "a b=c", "N": 3}}
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving"])
+    assert problems == [
+        "tfserving_env.N: 3 is not accepted; it accepts a string (quote numbers and booleans: "
+        "the container gets text)."
+    ]
+
+
+@pytest.mark.parametrize("path", ["/", "/usr", "/var/", "/home", "/lib", "/lib32", "/boot"])
+def test_system_directories_are_refused(path: str) -> None:
+    for name in ("tfserving_models_base_dir", "tfserving_models_retired_dir"):
+        problems = preflight.check_variables({name: path}, [], spec_options(), ["tfserving_models"])
+        assert any(p.startswith(f"{name}: {path!r} is not accepted") for p in problems), problems
+    problems = preflight.check_variables(
+        {"tfserving_config_dir": path}, [], spec_options(), ["tfserving"]
+    )
+    assert any(p.startswith(f"tfserving_config_dir: {path!r}") for p in problems), problems
+
+
+def test_models_dir_inside_the_config_dir_is_refused() -> None:
+    values = {"tfserving_config_dir": "/srv/tfs", "tfserving_models_base_dir": "/srv/tfs/models"}
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving_models"])
+    assert any("overlap" in p for p in problems), problems

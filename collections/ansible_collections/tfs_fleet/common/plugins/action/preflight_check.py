@@ -62,7 +62,14 @@ class ActionModule(ActionBase):
                     # checks it when it runs.
                     result.setdefault("unchecked", []).append(f"{name}: {err}")
         # The specs themselves: check_variables reads the options' names and their types.
-        problems = check_variables(values, task_vars.keys(), options, roles)
+        problems = check_variables(
+            values,
+            task_vars.keys(),
+            options,
+            roles,
+            groups=task_vars.get("group_names") or (),
+            host=str(task_vars.get("inventory_hostname", "this host")),
+        )
         result["problems"] = problems
         result["changed"] = False
         if problems:

@@ -66,6 +66,43 @@ ENDPOINT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 MODEL_NAME_ACCEPTS = "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
+# Docker's image reference grammar (distribution/reference): [registry[:port]/]name[:tag][@digest].
+_REF_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REF_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_REF_DOMAIN = (
+    rf"(?:{_REF_DOMAIN_PART}(?:\.{_REF_DOMAIN_PART})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?"
+)
+# The registry part only where Docker takes the first component for one: with '.' or ':' in
+# it, or localhost (else it is a path component, e.g. tensorflow/serving).
+_REF_NAME = (
+    rf"(?:(?:{_REF_DOMAIN_PART}(?:\.{_REF_DOMAIN_PART})+|{_REF_DOMAIN_PART}:[0-9]{{1,5}}|"
+    rf"{_REF_DOMAIN_PART}(?:\.{_REF_DOMAIN_PART})+:[0-9]{{1,5}}|localhost(?::[0-9]{{1,5}})?|"
+    rf"\[[0-9A-Fa-f:.]+\](?::[0-9]{{1,5}})?)/)?{_REF_COMPONENT}(?:/{_REF_COMPONENT})*"
+)
+REPOSITORY_RE = re.compile(rf"^{_REF_NAME}$")
+IMAGE_REF_RE = re.compile(
+    rf"^{_REF_NAME}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
+)
+REGISTRY_URL_RE = re.compile(rf"^(?:https?://)?{_REF_DOMAIN}(?:/[A-Za-z0-9._~/-]*)?$")
+REPOSITORY_ACCEPTS = (
+    "a Docker repository [registry[:port]/]name (lowercase path components of letters, digits, "
+    "'.', '_' or '-' separated by '/'; no tag, no spaces or shell characters)"
+)
+IMAGE_REF_ACCEPTS = (
+    "a Docker image reference [registry[:port]/]name[:tag][@sha256:<64 hex>] (no spaces or "
+    "shell characters)"
+)
+
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# Directories of the operating system: never a directory the roles own (they create, chmod and
+# prune what is in them).
+SYSTEM_DIRS = frozenset(
+    {"/", "/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/var", "/root",
+     "/home"}
+)  # fmt: skip
+SYSTEM_DIR_RE = re.compile(r"^/lib[^/]*$")
+
 
 class Problems:
     """Collects one sentence per problem."""
@@ -141,6 +178,16 @@ def _inside(child: str, parent: str) -> bool:
     return child == parent or child.startswith(parent.rstrip("/") + "/")
 
 
+def _not_a_system_dir(p: Problems, values: Mapping[str, Any], name: str, path: str | None) -> None:
+    if path is not None and (path in SYSTEM_DIRS or SYSTEM_DIR_RE.match(path)):
+        p.add(
+            name,
+            values[name],
+            "a directory of its own, not a system directory such as /etc, /usr, /var, /lib* or "
+            "/home (e.g. /srv/tfserving/models)",
+        )
+
+
 def check_serving(p: Problems, values: Mapping[str, Any]) -> None:
     grpc = _port(p, values, "tfserving_grpc_port")
     rest = _port(p, values, "tfserving_rest_port")
@@ -189,8 +236,10 @@ def check_serving(p: Problems, values: Mapping[str, Any]) -> None:
         )
     if "tfserving_bind_address" in values:
         check_bind_address(p, values["tfserving_bind_address"])
-    _abs_path(p, values, "tfserving_config_dir")
+    config = _abs_path(p, values, "tfserving_config_dir")
+    _not_a_system_dir(p, values, "tfserving_config_dir", config)
     _abs_path(p, values, "tfserving_models_host_dir", empty_ok=True)
+    check_env(p, values)
     _int_at_least(p, values, "tfserving_log_max_file", 1)
     _int_at_least(p, values, "tfserving_file_system_poll_wait_seconds", 1)
     _int_at_least(p, values, "tfserving_model_config_poll_wait_seconds", 1)
@@ -208,6 +257,37 @@ def check_serving(p: Problems, values: Mapping[str, Any]) -> None:
     if not cpus_ok:
         p.add("tfserving_cpus", cpus, "a finite number >= 0 (0: no limit)")
     check_tls(p, values)
+
+
+def check_env(p: Problems, values: Mapping[str, Any]) -> None:
+    """tfserving_env: the container's environment (docker_container's env: string values)."""
+    env = values.get("tfserving_env")
+    if env is None:
+        return
+    if not isinstance(env, Mapping):
+        p.add("tfserving_env", env, "a dictionary NAME: value")
+        return
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+            p.add(
+                "tfserving_env",
+                key,
+                "variable names of letters, digits and '_', not starting with a digit "
+                "([A-Za-z_][A-Za-z0-9_]*)",
+            )
+            continue
+        if not isinstance(value, str):
+            p.add(
+                f"tfserving_env.{key}",
+                value,
+                "a string (quote numbers and booleans: the container gets text)",
+            )
+        elif "\n" in value or "\r" in value or "\0" in value or "$(" in value or "`" in value:
+            p.add(
+                f"tfserving_env.{key}",
+                value,
+                "a one-line string without command substitution ($(...) or backticks) or NUL",
+            )
 
 
 def check_bind_address(p: Problems, value: Any) -> None:
@@ -232,6 +312,19 @@ def check_tls(p: Problems, values: Mapping[str, Any]) -> None:
 def check_models(p: Problems, values: Mapping[str, Any]) -> None:
     base = _abs_path(p, values, "tfserving_models_base_dir")
     retired = _abs_path(p, values, "tfserving_models_retired_dir")
+    _not_a_system_dir(p, values, "tfserving_models_base_dir", base)
+    _not_a_system_dir(p, values, "tfserving_models_retired_dir", retired)
+    config = values.get("tfserving_config_dir")
+    if base and isinstance(config, str) and config.startswith("/") and ".." not in config:
+        config = posixpath.normpath(config)
+        if _inside(config, base) or _inside(base, config):
+            p.note(
+                f"tfserving_config_dir {values['tfserving_config_dir']!r} and "
+                f"tfserving_models_base_dir {values['tfserving_models_base_dir']!r} overlap; "
+                "the configuration needs a directory outside the models directory (TF Serving "
+                "would take it for a model, the model cleanup would prune it), and the other "
+                "way round."
+            )
     if base and retired and (_inside(retired, base) or _inside(base, retired)):
         p.note(
             f"tfserving_models_retired_dir {values['tfserving_models_retired_dir']!r} and "
@@ -396,6 +489,40 @@ def check_image(p: Problems, values: Mapping[str, Any]) -> None:
         )
     _abs_path(p, values, "tfserving_image_archive_cache_dir")
     _abs_path(p, values, "tfserving_image_build_dir")
+    check_image_refs(p, values)
+
+
+# tfserving_image variables that name a repository, a whole image reference or a registry.
+IMAGE_REPOSITORY_VARS = (
+    "tfserving_image_repository",
+    "tfserving_image_build_base_repository",
+    "tfserving_image_build_repository",
+)
+IMAGE_REF_VARS = ("tfserving_image_archive_ref", "tfserving_image_standin_ref")
+
+
+def check_image_refs(p: Problems, values: Mapping[str, Any]) -> None:
+    for name in IMAGE_REPOSITORY_VARS:
+        value = values.get(name)
+        if name in values and (
+            not isinstance(value, str) or len(value) > 255 or not REPOSITORY_RE.match(value)
+        ):
+            p.add(name, value, REPOSITORY_ACCEPTS)
+    for name in IMAGE_REF_VARS:
+        value = values.get(name)
+        if value not in ("", None) and (
+            not isinstance(value, str) or not IMAGE_REF_RE.match(value)
+        ):
+            empty = "empty or " if name == "tfserving_image_archive_ref" else ""
+            p.add(name, value, empty + IMAGE_REF_ACCEPTS)
+    url = values.get("tfserving_image_registry_url")
+    if url not in ("", None) and (not isinstance(url, str) or not REGISTRY_URL_RE.match(url)):
+        p.add(
+            "tfserving_image_registry_url",
+            url,
+            "empty or a registry host[:port], optionally as an http(s):// URL (no spaces or "
+            "shell characters)",
+        )
 
 
 def check_verify(p: Problems, values: Mapping[str, Any]) -> None:
@@ -411,9 +538,178 @@ def check_verify(p: Problems, values: Mapping[str, Any]) -> None:
     _int_at_least(p, values, "tfserving_verify_timeout_seconds", 1)
 
 
+# The daemon.json keys dockerd reads (its daemon.json reference), with the types it accepts:
+# a Python type is a leaf (dict: any JSON object), [T] a list of T, {"*": T} a map of any key to
+# T, and any other dict an object with exactly those keys. dockerd refuses an unknown key and a
+# wrong type at start, with the engine down: the preflight refuses them first.
+DAEMON_JSON_SCHEMA: dict[str, Any] = {
+    "allow-nondistributable-artifacts": [str],
+    "api-cors-header": str,
+    "authorization-plugins": [str],
+    "bip": str,
+    "bip6": str,
+    "bridge": str,
+    "builder": dict,
+    "cdi-spec-dirs": [str],
+    "cgroup-parent": str,
+    "containerd": str,
+    "containerd-namespace": str,
+    "containerd-plugins-namespace": str,
+    "data-root": str,
+    "debug": bool,
+    "default-address-pools": [{"base": str, "size": int}],
+    "default-cgroupns-mode": str,
+    "default-gateway": str,
+    "default-gateway-v6": str,
+    "default-ipc-mode": str,
+    "default-network-opts": {"*": {"*": str}},
+    "default-runtime": str,
+    "default-shm-size": str,
+    "default-ulimits": {"*": {"Name": str, "Hard": int, "Soft": int}},
+    "dns": [str],
+    "dns-opts": [str],
+    "dns-search": [str],
+    "exec-opts": [str],
+    "exec-root": str,
+    "experimental": bool,
+    "features": {"*": bool},
+    "fixed-cidr": str,
+    "fixed-cidr-v6": str,
+    "group": str,
+    "host-gateway-ip": str,
+    "host-gateway-ips": [str],
+    "hosts": [str],
+    "http-proxy": str,
+    "https-proxy": str,
+    "icc": bool,
+    "init": bool,
+    "init-path": str,
+    "insecure-registries": [str],
+    "ip": str,
+    "ip-forward": bool,
+    "ip-masq": bool,
+    "ip6tables": bool,
+    "iptables": bool,
+    "ipv6": bool,
+    "labels": [str],
+    "live-restore": bool,
+    "log-driver": str,
+    "log-format": str,
+    "log-level": str,
+    "log-opts": {"*": str},
+    "max-concurrent-downloads": int,
+    "max-concurrent-uploads": int,
+    "max-download-attempts": int,
+    "metrics-addr": str,
+    "mtu": int,
+    "no-new-privileges": bool,
+    "no-proxy": str,
+    "node-generic-resources": [str],
+    "oom-score-adjust": int,
+    "pidfile": str,
+    "proxies": {"http-proxy": str, "https-proxy": str, "no-proxy": str},
+    "raw-logs": bool,
+    "registry-mirrors": [str],
+    "runtimes": {"*": {"path": str, "runtimeArgs": [str], "runtimeType": str, "options": dict}},
+    "seccomp-profile": str,
+    "selinux-enabled": bool,
+    "shutdown-timeout": int,
+    "storage-driver": str,
+    "storage-opts": [str],
+    "swarm-default-advertise-addr": str,
+    "tls": bool,
+    "tlscacert": str,
+    "tlscert": str,
+    "tlskey": str,
+    "tlsverify": bool,
+    "userland-proxy": bool,
+    "userland-proxy-path": str,
+    "userns-remap": str,
+}
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", dict: "an object"}
+
+
+def _schema_accepts(schema: Any) -> str:
+    if isinstance(schema, list):
+        return f"a list, each item {_schema_accepts(schema[0])}"
+    if isinstance(schema, dict) and "*" in schema:
+        return f"a map, each value {_schema_accepts(schema['*'])}"
+    if isinstance(schema, dict):
+        return f"an object with the keys {', '.join(sorted(schema))}"
+    return _TYPE_NAMES[schema]
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def check_daemon_json(p: Problems, where: str, value: Any, schema: Any) -> None:
+    """``value`` against a DAEMON_JSON_SCHEMA entry, naming the key path of each problem."""
+    if _non_finite(value):
+        p.add(where, value, "finite numbers only (JSON has no .inf or NaN; dockerd refuses them)")
+        return
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            p.add(where, value, _schema_accepts(schema))
+            return
+        for index, item in enumerate(value):
+            check_daemon_json(p, f"{where}[{index}]", item, schema[0])
+        return
+    if isinstance(schema, dict):
+        if not isinstance(value, Mapping):
+            p.add(where, value, _schema_accepts(schema))
+            return
+        for key, item in value.items():
+            if "*" in schema:
+                check_daemon_json(p, f"{where}.{key}", item, schema["*"])
+            elif key in schema:
+                check_daemon_json(p, f"{where}.{key}", item, schema[key])
+            else:
+                close = difflib.get_close_matches(str(key), sorted(schema), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                p.note(
+                    f"{where}.{key}: dockerd has no such daemon.json key{hint}; it accepts "
+                    f"{', '.join(sorted(schema))}."
+                )
+        return
+    if schema is dict:
+        ok = isinstance(value, Mapping)
+    elif schema is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, schema)
+    if not ok:
+        hint = " (dockerd wants it quoted)" if schema is str and isinstance(value, int) else ""
+        p.add(where, value, _schema_accepts(schema) + hint)
+
+
 def check_docker(p: Problems, values: Mapping[str, Any]) -> None:
     _abs_path(p, values, "docker_daemon_json_path")
     _abs_path(p, values, "nvidia_container_toolkit_daemon_json_path")
+    options = values.get("docker_daemon_options")
+    if options in (None, {}):
+        return
+    if not isinstance(options, Mapping):
+        p.add("docker_daemon_options", options, "a dictionary of daemon.json keys")
+        return
+    for key, value in options.items():
+        where = f"docker_daemon_options.{key}"
+        if key in DAEMON_JSON_SCHEMA:
+            check_daemon_json(p, where, value, DAEMON_JSON_SCHEMA[key])
+            continue
+        close = difflib.get_close_matches(str(key), sorted(DAEMON_JSON_SCHEMA), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        p.note(
+            f"{where}: dockerd has no such daemon.json key{hint}; it accepts the keys of its "
+            "daemon.json reference (DAEMON_JSON_SCHEMA in module_utils/preflight.py)."
+        )
 
 
 ROLLOUT_BATCH_RE = re.compile(r"^([1-9][0-9]*|[1-9][0-9]?%|100%)$")
@@ -455,6 +751,71 @@ def check_rollout(p: Problems, values: Mapping[str, Any]) -> None:
     _int_at_least(p, values, "tfserving_rollout_rollback_wait_seconds", 1)
 
 
+LB_PORTS = (
+    "tfserving_lb_grpc_port",
+    "tfserving_lb_rest_port",
+    "tfserving_lb_stats_port",
+    "tfserving_lb_metrics_port",
+)
+
+
+def check_lb(p: Problems, values: Mapping[str, Any]) -> None:
+    ports = {name: _port(p, values, name) for name in LB_PORTS}
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port is None:
+            continue
+        if port in seen:
+            p.note(
+                f"{seen[port]} and {name} are both {port}; the load balancer needs a port of "
+                "its own for each."
+            )
+        else:
+            seen[port] = name
+
+
+def check_lb_on_a_serving_host(
+    p: Problems, values: Mapping[str, Any], groups: Iterable[str], host: str
+) -> None:
+    """A host in both the LB group and the serving group: HAProxy's ports and TF Serving's
+    (each per-GPU container's too) must differ, else one of them cannot bind."""
+    groups = set(groups)
+    lb_group = values.get("tfserving_lb_group", "lb")
+    backend_group = values.get("tfserving_lb_backend_group", "gpu_servers")
+    if lb_group not in groups or backend_group not in groups:
+        return
+    serving: dict[int, str] = {}
+    grpc = as_int(values.get("tfserving_grpc_port"))
+    rest = as_int(values.get("tfserving_rest_port"))
+    count = 1
+    stride = 0
+    if as_bool(values.get("tfserving_per_gpu_containers", False)):
+        count = as_int(values.get("tfserving_gpu_count")) or 2
+        stride = as_int(values.get("tfserving_per_gpu_port_stride")) or 0
+    for name, base in (("tfserving_grpc_port", grpc), ("tfserving_rest_port", rest)):
+        if base is None:
+            continue
+        for index in range(max(count, 1)):
+            serving.setdefault(base + index * stride, name)
+    for name in LB_PORTS:
+        port = as_int(values.get(name))
+        if port is not None and port in serving:
+            p.note(
+                f"{name}: {port} is also {serving[port]} (TF Serving's port) on {host}, which is "
+                f"in both {lb_group} and {backend_group}; it accepts a port that no serving "
+                "container of the host uses (e.g. give the serving containers other ports)."
+            )
+
+
+def check_monitoring(p: Problems, values: Mapping[str, Any]) -> None:
+    for name in (
+        "tfserving_monitoring_lb_port",
+        "tfserving_monitoring_node_exporter_port",
+        "tfserving_monitoring_dcgm_port",
+    ):
+        _port(p, values, name)
+
+
 def unknown_variables(
     defined: Iterable[str], known: Iterable[str], prefixes: Iterable[str]
 ) -> list[str]:
@@ -482,6 +843,8 @@ CHECKS = {
     "tfserving_image": check_image,
     "tfserving_verify": check_verify,
     "tfserving_rollout": check_rollout,
+    "tfserving_lb": check_lb,
+    "tfserving_monitoring": check_monitoring,
 }
 
 
@@ -498,13 +861,16 @@ def check_variables(
     defined: Iterable[str],
     options: Mapping[str, Iterable[str]],
     roles: Iterable[str],
+    groups: Iterable[str] = (),
+    host: str = "this host",
 ) -> list[str]:
     """Every problem found: ``values`` holds the effective value of each option (host value or
     role default), ``defined`` every variable name the host sees, ``options`` role -> option
     names (all roles; where it is the argument spec's option -> spec mapping, the values of
     ``type: bool`` options are checked to be booleans), ``roles`` the roles whose values are
-    checked."""
+    checked, ``groups`` the host's groups (group_names) and ``host`` its name."""
     p = Problems()
+    roles = list(roles)
     check_booleans(
         p,
         values,
@@ -520,6 +886,8 @@ def check_variables(
         check = CHECKS.get(role)
         if check is not None:
             check(p, values)
+    if "tfserving_lb" in roles and "tfserving" in roles:
+        check_lb_on_a_serving_host(p, values, groups, host)
     known = {name for names in options.values() for name in names}
     p.items.extend(unknown_variables(defined, known, options))
     return p.items
