@@ -85,6 +85,11 @@ class Lb:
     def status(self, backend: str, server: str) -> str:
         return self.stat()[(backend, server)]["status"]
 
+    def state(self, backend: str, server: str) -> str:
+        """The state without HAProxy's transition counter: "DOWN 1/2" (one good check of the two
+        that bring it up) is still DOWN, "UP 1/3" still UP."""
+        return self.status(backend, server).split(" ", 1)[0]
+
     def wait_status(self, backend: str, server: str, want: str, seconds: float = 20) -> str:
         deadline = time.monotonic() + seconds
         status = ""

@@ -82,13 +82,13 @@ def test_a_server_whose_model_is_not_available_is_down(lb: Lb, backends: list[Se
     backends[1].set_state(MODEL, 1, "LOADING")
     try:
         assert lb.wait_status(REST, "h2", "DOWN", seconds=15) == "DOWN"
-        assert lb.status(GRPC, "h2") == "DOWN"
+        assert lb.state(GRPC, "h2") == "DOWN"
         assert lb.stat()[(REST, "h2")]["check_status"] == "L7RSP", lb.stat()[(REST, "h2")]
         assert lb.status(REST, "h1") == "UP"
     finally:
         backends[1].set_state(MODEL, 1, "AVAILABLE")
     assert lb.wait_status(REST, "h2", "UP", seconds=15) == "UP"
-    assert lb.status(GRPC, "h2") == "UP"
+    assert lb.state(GRPC, "h2") == "UP"
 
 
 def test_a_pinned_version_must_be_available(tmp_path: Path, backends: list[Serving]) -> None:
@@ -141,7 +141,7 @@ def test_drain_and_undrain_through_the_runtime_api(lb: Lb) -> None:
     assert stot(lb, GRPC, "h2") - before["h2"] >= 10
     marked = module({**common, "state": "drain", "mark_down": pairs[:1]})
     assert marked["commands"] == [f"set server {REST}/h1 health down"], marked
-    assert lb.status(GRPC, "h1") == "DOWN"  # the gRPC server follows (track)
+    assert lb.state(GRPC, "h1") == "DOWN"  # the gRPC server follows (track)
     start = time.monotonic()
     ready = module({**common, "state": "ready", "wait": "up", "timeout": 20})
     assert ready["changed"] and [r["status"] for r in ready["servers"]] == ["UP", "UP"], ready
