@@ -23,6 +23,9 @@ SYSTEMD_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
     "--security-opt", "seccomp=unconfined", "--cgroupns=host",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    # The inner engine's data on a volume, as on a real host's disk: dockerd picks overlay2
+    # there (on the container's own overlay root it could only fall back to vfs).
+    "-v", "/var/lib/docker",
 ]  # fmt: skip
 
 

@@ -71,7 +71,7 @@ def test_daemon_json_keeps_foreign_keys(host):
     config = _daemon_json(host)
     assert config["log-level"] == "warn"
     assert config["labels"] == ["tfsf-fixture=foreign"]
-    assert config["storage-driver"] == "vfs"
+    assert config["max-concurrent-downloads"] == 2
     assert config["runtimes"]["tfsf-fixture-runc"] == {"path": "runc"}
 
 
