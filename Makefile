@@ -159,7 +159,7 @@ test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test 
 
 .PHONY: test-pytest-docker
 test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
-	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider -m "$(DOCKER_MARKS)" tests
+	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider --durations=30 -m "$(DOCKER_MARKS)" tests
 
 .PHONY: test-unit
 test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them via check and pytest-docker)

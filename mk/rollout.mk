@@ -9,7 +9,7 @@
 
 .PHONY: test-fleet
 test-fleet: venv images standin-archive ## Fleet stage: rollout fault matrix, then the LB cases and the metric gate on the same fleet
-	$(TIMED) fleet $(BIN)/pytest -q -p no:cacheprovider -m fleet tests/fleet
+	$(TIMED) fleet $(BIN)/pytest -q -p no:cacheprovider --durations=30 -m fleet tests/fleet
 
 .PHONY: test-rollout
 test-rollout: venv images standin-archive ## Only the rollout fault matrix (tests/fleet/test_1) on the fleet stage's fleet
