@@ -219,12 +219,63 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"_groups": ["monitoring"], "_not_serving": True, "tfserving_monitoring_lb_port": 99999},
         "tfserving_monitoring_lb_port: 99999 is not accepted",
     ),
+    "monitoring-only-node-exporter-address": (
+        {
+            "_groups": ["monitoring"],
+            "_not_serving": True,
+            "tfserving_monitoring_node_exporter_address": "0.0.0.0:9100",
+        },
+        "tfserving_monitoring_node_exporter_address: '0.0.0.0:9100' is not accepted; it accepts "
+        'empty ("": every address of the host) or one IPv4 or IPv6 address',
+    ),
+    "node-exporter-address-name": (
+        {"tfserving_monitoring_node_exporter_address": "localhost"},
+        "tfserving_monitoring_node_exporter_address: 'localhost' is not accepted",
+    ),
     "monitoring-only-typo": (
         {"_groups": ["monitoring"], "_not_serving": True, "tfserving_monitoring_retenion": "7d"},
         "tfserving_monitoring_retenion: no role of this project has such a variable "
         "(did you mean tfserving_monitoring_retention?)",
     ),
 }
+
+# Version labels against the export base on the controller (the fixture exports versions 1, 2
+# and 3 of model m and points tfserving_models_export_base at it): host -> (its
+# tfserving_models_list, the fragments the failure must contain; none: it passes).
+EXPORTED = (1, 2, 3)
+EXPORT_CASES: dict[str, tuple[list[dict[str, Any]], tuple[str, ...]]] = {
+    "label-never-exported": (
+        [{"name": "m", "version_policy": "all", "labels": {"stable": 2, "canary": 7}}],
+        (
+            "tfserving_models_list[0].labels.canary: version 7 of model 'm' was never exported:",
+            "/m holds versions [1, 2, 3]. Export version 7 there first",
+        ),
+    ),
+    "label-exported-not-served": (
+        [{"name": "m", "versions": [2, 3], "version_policy": "specific", "labels": {"old": 1}}],
+        ("tfserving_models_list[0].labels.old: version 1 of model 'm' is exported but not served",),
+    ),
+    "label-beyond-keep": (
+        [{"name": "m", "keep": 1, "labels": {"stable": 2}}],
+        (
+            "tfserving_models_list[0].labels.stable: version 2 of model 'm' is exported but not "
+            "served: the entry serves the newest 1 (keep) of the exported [1, 2, 3]: [3]",
+        ),
+    ),
+    "labels-exported-and-served": (
+        [{"name": "m", "version_policy": "all", "labels": {"stable": 2, "canary": 3}}],
+        (),
+    ),
+}
+
+
+def export_versions(base: Path, model: str = "m", versions: tuple[int, ...] = EXPORTED) -> Path:
+    """SavedModel version directories as TF Serving finds them (only saved_model.pb needed)."""
+    for version in versions:
+        (base / model / str(version)).mkdir(parents=True)
+        (base / model / str(version) / "saved_model.pb").write_bytes(b"")
+    return base
+
 
 # Hosts outside gpu_servers whose serving values are bad: the serving checks do not apply there.
 GOOD_ELSEWHERE: dict[str, dict[str, Any]] = {
@@ -277,6 +328,12 @@ def preflight_run(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Comple
     }
     hosts["all-good"] = {"tfserving_models_list": [good]}
     hosts.update(GOOD_ELSEWHERE)
+    exports = export_versions(tmp / "exports")
+    for host, (models, _) in EXPORT_CASES.items():
+        hosts[host] = {
+            "tfserving_models_list": models,
+            "tfserving_models_export_base": str(exports),
+        }
     inventory = write_inventory(tmp / "inventory.yml", hosts)
     return ansible_playbook("playbooks/preflight.yml", inventory, timeout=300)
 
@@ -289,6 +346,24 @@ def test_each_bad_value_fails_naming_the_variable(
     assert host in failed, preflight_run.stdout[-3000:]
     fragment = CASES[host][1]
     assert fragment in failed[host].replace("\n        ", " ").replace("\n", " "), failed[host]
+
+
+@pytest.mark.parametrize("host", sorted(EXPORT_CASES))
+def test_labels_are_checked_against_the_export_base_in_preflight(
+    preflight_run: subprocess.CompletedProcess[str], host: str
+) -> None:
+    """A label on a version that was never exported, or that the entry does not serve, fails
+    the preflight (before any host is contacted), naming the variable path and the versions."""
+    failed = failures(preflight_run.stdout)
+    fragments = EXPORT_CASES[host][1]
+    if not fragments:
+        assert host not in failed, failed.get(host)
+        assert re.search(rf"^{host}\s+: ok=[1-9][0-9]* .* failed=0", preflight_run.stdout, re.M)
+        return
+    assert host in failed, preflight_run.stdout[-3000:]
+    text = failed[host].replace("\n        ", " ").replace("\n", " ")
+    for fragment in fragments:
+        assert fragment in text, failed[host]
 
 
 def test_good_values_pass(preflight_run: subprocess.CompletedProcess[str]) -> None:
@@ -591,3 +666,123 @@ def test_models_dir_inside_the_config_dir_is_refused() -> None:
     values = {"tfserving_config_dir": "/srv/tfs", "tfserving_models_base_dir": "/srv/tfs/models"}
     problems = preflight.check_variables(values, [], spec_options(), ["tfserving_models"])
     assert any("overlap" in p for p in problems), problems
+
+
+# ---- version labels against the export base (the library directly) --------------------------
+
+
+def label_values(base: Path, *models: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tfserving_models_export_base": str(base),
+        "tfserving_models_keep": 3,
+        "tfserving_models_list": list(models),
+    }
+
+
+def test_a_label_on_a_version_never_exported_is_refused_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    base = export_versions(tmp_path)
+    values = label_values(
+        base,
+        {"name": "other", "versions": [1]},
+        {"name": "m", "version_policy": "all", "labels": {"stable": 2, "next": 4}},
+    )
+    (base / "other" / "1").mkdir(parents=True)
+    (base / "other" / "1" / "saved_model.pbtxt").write_text("")
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving_models"])
+    assert problems == [
+        f"tfserving_models_list[1].labels.next: version 4 of model 'm' was never exported: "
+        f"{base}/m holds versions [1, 2, 3]. Export version 4 there first "
+        "(scripts/export_model.py --export-base <tfserving_models_export_base>), or point the "
+        "label at an exported version that the model serves."
+    ]
+
+
+def test_a_directory_tf_serving_would_not_load_is_no_exported_version(tmp_path: Path) -> None:
+    """Versions are found as TF Serving finds them (model_sources.find_versions): a numbered
+    directory without a SavedModel is not a version a label can point at."""
+    base = export_versions(tmp_path)
+    (base / "m" / "4").mkdir()  # a half-written export
+    (base / "m" / "notes").mkdir()
+    values = label_values(base, {"name": "m", "version_policy": "all", "labels": {"next": 4}})
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving_models"])
+    assert len(problems) == 1 and "version 4 of model 'm' was never exported" in problems[0]
+    assert "holds versions [1, 2, 3]" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        (
+            {"versions": [2, 3], "version_policy": "specific", "labels": {"old": 1}},
+            "tfserving_models_list[0].labels.old: version 1 of model 'm' is exported but not "
+            "served: the entry serves versions [2, 3], and TF Serving refuses a label on a "
+            "version it does not serve. Add 1 to tfserving_models_list[0].versions, or point "
+            "the label at one of [2, 3].",
+        ),
+        (
+            {"keep": 2, "version_policy": "all", "labels": {"old": 1}},
+            "tfserving_models_list[0].labels.old: version 1 of model 'm' is exported but not "
+            "served: the entry serves the newest 2 (keep) of the exported [1, 2, 3]: [2, 3]",
+        ),
+        (
+            {"labels": {"stable": 2}},  # latest policy, latest_count 1: only 3 is loaded
+            "of which version_policy latest (latest_count 1) loads [3], and TF Serving refuses "
+            "a label on a version it does not serve. Set tfserving_models_list[0].version_policy "
+            "to all or specific (or tfserving_models_list[0].latest_count to 2)",
+        ),
+    ],
+)
+def test_a_label_on_an_exported_version_not_served_is_refused(
+    tmp_path: Path, model: dict[str, Any], fragment: str
+) -> None:
+    values = label_values(export_versions(tmp_path), {"name": "m", **model})
+    problems = preflight.check_variables(values, [], spec_options(), ["tfserving_models"])
+    assert len(problems) == 1 and fragment in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"version_policy": "all", "labels": {"stable": 2, "canary": 3}},
+        {"versions": [1, 3], "version_policy": "specific", "labels": {"stable": 1}},
+        {"labels": {"stable": 3}},
+        {"keep": 2, "latest_count": 2, "labels": {"stable": 2, "canary": 3}},
+    ],
+)
+def test_labels_on_exported_and_served_versions_pass(tmp_path: Path, model: dict[str, Any]) -> None:
+    values = label_values(export_versions(tmp_path), {"name": "m", **model})
+    assert preflight.check_variables(values, [], spec_options(), ["tfserving_models"]) == []
+
+
+def test_label_problems_is_the_rule_of_one_entry(tmp_path: Path) -> None:
+    """label_problems is what the preflight calls (and what the models role's plan can call):
+    an entry, the exported versions and default keep in, one sentence per refused label out."""
+    model = {"name": "m", "versions": [2], "labels": {"a": 2, "b": 1, "c": 9}}
+    problems = preflight.label_problems("tfserving_models_list[0]", model, [1, 2, 3], 3, "/x/m")
+    assert [p.split(":")[0] for p in problems] == [
+        "tfserving_models_list[0].labels.b",
+        "tfserving_models_list[0].labels.c",
+    ]
+    assert "exported but not served" in problems[0] and "never exported" in problems[1]
+
+
+def test_without_the_models_directory_the_labels_are_left_to_the_models_play(
+    tmp_path: Path,
+) -> None:
+    """No directory of the model in the export base (not exported yet, or a production export
+    base not mounted here): the preflight checks what it can without it."""
+    values = label_values(tmp_path, {"name": "m", "version_policy": "all", "labels": {"a": 9}})
+    assert preflight.check_variables(values, [], spec_options(), ["tfserving_models"]) == []
+
+
+def test_the_lb_metrics_listener_turned_off_with_0_is_accepted() -> None:
+    """tfserving_lb_metrics_port: 0 turns that listener off (roles/tfserving_lb); other LB ports
+    still need a port."""
+    options = spec_options()
+    values = {"tfserving_lb_metrics_port": 0}
+    assert preflight.check_variables(values, [], options, ["tfserving_lb"]) == []
+    values = {"tfserving_lb_stats_port": 0}
+    problems = preflight.check_variables(values, [], options, ["tfserving_lb"])
+    assert problems and problems[0].startswith("tfserving_lb_stats_port: 0 is not accepted")

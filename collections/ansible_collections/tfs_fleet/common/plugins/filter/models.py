@@ -11,6 +11,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.model_sources imp
     PlanError,
     wanted_versions,
 )
+from ansible_collections.tfs_fleet.common.plugins.module_utils.preflight import label_problems
 
 DOCUMENTATION = r"""
 name: model_plan
@@ -82,7 +83,7 @@ def model_plan(
             "model_plan: sources must be the models result of tfs_fleet.common.model_sources"
         )
     plan = []
-    for model in models:
+    for index, model in enumerate(models):
         name = model["name"]
         base, exported = _exported(name, sources)
         try:
@@ -93,17 +94,12 @@ def model_plan(
         labels = {str(k): int(v) for k, v in (model.get("labels") or {}).items()}
         policy = model.get("version_policy") or "latest"
         latest_count = int(model.get("latest_count") or 1)
-        for label, version in labels.items():
-            if version not in wanted:
-                raise AnsibleFilterError(
-                    f"tfserving_models_list[{name}].labels.{label} points at version {version}, "
-                    f"which is not among the served versions {wanted}"
-                )
-        if labels and policy == "latest" and latest_count < len(set(labels.values())):
-            raise AnsibleFilterError(
-                f"tfserving_models_list[{name}]: labels {labels} need their versions loaded; use "
-                "version_policy: all or specific (or raise latest_count)"
-            )
+        # The preflight's rule, the one home of it (it refuses the same before any change).
+        problems = label_problems(
+            f"tfserving_models_list[{index}]", model, exported, default_keep, base
+        )
+        if problems:
+            raise AnsibleFilterError(" ".join(problems))
         chosen = {str(v): _source(name, v, exported[v]) for v in wanted}
         plan.append(
             {

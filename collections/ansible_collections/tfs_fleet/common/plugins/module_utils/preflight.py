@@ -6,6 +6,9 @@ paths, relations between variables) and unknown variables with a role prefix.
 Pure Python (of Ansible, only its boolean rules through module_utils/booleans.py): the action plugin tfs_fleet.common.preflight_check feeds it
 the effective value of every role option and the names of every variable the host sees.
 Each problem is one sentence naming the variable, the value given and what it accepts.
+It runs on the controller, so it also reads what lives there: golden files and the versions in
+tfserving_models_export_base (as TF Serving finds them: model_sources.find_versions), which every
+version label must point at.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import (
     ACCEPTS as BOOL_ACCEPTS,
 )
 from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import as_bool
+from ansible_collections.tfs_fleet.common.plugins.module_utils.model_sources import (
+    PlanError,
+    SourceError,
+    find_versions,
+    wanted_versions,
+)
 
 # Facts the roles set for later roles and plays (not options, so not in argument_specs).
 # tests/test_preflight.py checks this list against the set_fact tasks of roles/*/tasks.
@@ -350,7 +359,16 @@ def check_models(p: Problems, values: Mapping[str, Any]) -> None:
         else:
             seen.add(name)
             where = f"tfserving_models_list[{name}]"
-        check_model(p, where, model, default_keep)
+        exported = _exported_versions(values, model)
+        before = len(p.items)
+        check_model(p, where, model, default_keep, labels_checked=exported is not None)
+        if exported is not None and len(p.items) == before:  # else fix those values first
+            model_dir, versions = exported
+            p.items.extend(
+                label_problems(
+                    f"tfserving_models_list[{index}]", model, versions, default_keep, model_dir
+                )
+            )
         if model.get("golden") is not None and isinstance(name, str):
             _golden_file(p, f"{where}.golden", model["golden"], values, name)
     verify = values.get("tfserving_verify_models", [])
@@ -396,9 +414,130 @@ def _versions(p: Problems, where: str, value: Any) -> list[int] | None:
     return sorted(set(result))
 
 
+def _exported_versions(
+    values: Mapping[str, Any], model: Mapping[str, Any]
+) -> tuple[str, list[int]] | None:
+    """(the model's directory, its exported versions) in tfserving_models_export_base on the
+    controller, for a model entry with labels; None where there is nothing to check them against
+    (no labels, no usable export base, no directory of the model: the models play's scan of the
+    export base names a missing model)."""
+    labels = model.get("labels")
+    name = model.get("name")
+    base = values.get("tfserving_models_export_base")
+    if not labels or not isinstance(labels, Mapping) or not isinstance(name, str):
+        return None
+    if not MODEL_NAME_RE.match(name) or name in {".", ".."}:
+        return None
+    if not isinstance(base, str) or not os.path.isabs(base):
+        return None
+    model_dir = os.path.join(os.path.normpath(base), name)
+    if not os.path.isdir(model_dir):
+        return None
+    try:
+        versions, _ = find_versions(model_dir)  # refused children: the models play's scan
+    except SourceError:
+        return None
+    return model_dir, sorted(versions)
+
+
+def label_problems(
+    where: str,
+    model: Mapping[str, Any],
+    exported: Iterable[int],
+    default_keep: int | None,
+    model_dir: str,
+) -> list[str]:
+    """One sentence per label of a model entry that TF Serving would refuse: a label must point
+    at a version that was exported (``exported``: the versions in ``model_dir``, as
+    model_sources.find_versions finds them) and that the entry serves - its ``versions``, else
+    the newest ``keep`` exported (model_sources.wanted_versions), and of those the newest
+    ``latest_count`` under version_policy latest. ``where`` names the entry
+    (tfserving_models_list[0]).
+
+    The one home of the rule: the preflight (check_models) calls it before any host changes; the
+    tfserving_models role's plan (filter model_plan) can call it with the same arguments. Values
+    that are not label names or version numbers are check_model's to report, not repeated here."""
+    labels = model.get("labels") or {}
+    if not isinstance(labels, Mapping) or not labels:
+        return []
+    name = model.get("name")
+    have = sorted(set(exported))
+    problems: list[str] = []
+    chosen: tuple[list[int], list[int], str, int | None] | None = None
+    for label, version in labels.items():
+        number = as_int(version)
+        if not isinstance(label, str) or not LABEL_RE.match(label) or number is None:
+            continue
+        path = f"{where}.labels.{label}"
+        if number not in have:
+            problems.append(
+                f"{path}: version {number} of model {name!r} was never exported: {model_dir} "
+                f"holds {'versions ' + str(have) if have else 'no version'}. Export version "
+                f"{number} there first (scripts/export_model.py --export-base "
+                "<tfserving_models_export_base>), or point the label at an exported version "
+                "that the model serves."
+            )
+            continue
+        if chosen is None:
+            try:
+                served, keep = wanted_versions(model, have, default_keep, model_dir)
+            except PlanError as err:  # e.g. versions asks for what was never exported
+                return [*problems, f"{where}.labels cannot be checked: {err}."]
+            chosen = _loaded_versions(model, served, keep, have)
+        served, loaded, note, latest = chosen
+        if number in loaded:
+            continue
+        if number in served:  # version_policy latest loads fewer than the entry serves
+            fix = (
+                f"Set {where}.version_policy to all or specific (or {where}.latest_count to "
+                f"{len([v for v in served if v >= number])})"
+            )
+        elif model.get("versions"):
+            fix = f"Add {number} to {where}.versions"
+        else:
+            fix = f"List {number} in {where}.versions or raise {where}.keep"
+        if (
+            number not in served
+            and latest is not None
+            and number not in sorted([*served, number])[-latest:]
+        ):
+            fix += f" with {where}.version_policy all or specific"
+        problems.append(
+            f"{path}: version {number} of model {name!r} is exported but not served: the "
+            f"entry serves {note}, and TF Serving refuses a label on a version it does not "
+            f"serve. {fix}, or point the label at one of {loaded}."
+        )
+    return problems
+
+
+def _loaded_versions(
+    model: Mapping[str, Any], served: list[int], keep: int | None, have: list[int]
+) -> tuple[list[int], list[int], str, int | None]:
+    """(the versions the entry serves, those TF Serving loads of them, how they were chosen,
+    the latest_count of version_policy latest or None)."""
+    if model.get("versions"):
+        note = f"versions {served}"
+    elif keep is not None:
+        note = f"the newest {keep} (keep) of the exported {have}: {served}"
+    else:
+        note = f"every exported version: {served}"
+    latest = as_int(model.get("latest_count") or 1)
+    if (model.get("version_policy") or "latest") != "latest" or latest is None or latest < 1:
+        return served, served, note, None
+    if latest < len(served):
+        note += f", of which version_policy latest (latest_count {latest}) loads {served[-latest:]}"
+    return served, served[-latest:], note, latest
+
+
 def check_model(
-    p: Problems, where: str, model: Mapping[str, Any], default_keep: int | None
+    p: Problems,
+    where: str,
+    model: Mapping[str, Any],
+    default_keep: int | None,
+    labels_checked: bool = False,
 ) -> None:
+    """One entry of tfserving_models_list. ``labels_checked``: label_problems checks the labels'
+    versions against the export base, so the policy checks without it are left out here."""
     keep = default_keep
     if model.get("keep") is not None:
         keep = as_int(model["keep"])
@@ -441,7 +580,7 @@ def check_model(
         if number is None or number < 1:
             p.add(f"{where}.labels.{label}", version, "a version number >= 1")
             continue
-        if loaded is not None and number not in loaded:
+        if not labels_checked and loaded is not None and number not in loaded:
             p.note(
                 f"{where}.labels.{label}: version {number} is not loaded by the policy "
                 f"({policy}{'' if policy != 'latest' else f', latest_count {latest}'}: versions "
@@ -449,7 +588,7 @@ def check_model(
                 "Point the label at a served version or change the policy."
             )
     distinct = {as_int(v) for v in labels.values()} - {None}
-    if loaded is None and policy == "latest" and len(distinct) > latest:
+    if not labels_checked and loaded is None and policy == "latest" and len(distinct) > latest:
         p.note(
             f"{where}.labels: labels on {len(distinct)} different versions, but version_policy "
             f"latest with latest_count {latest} loads only {latest}; TF Serving refuses a label "
@@ -759,8 +898,17 @@ LB_PORTS = (
 )
 
 
+# LB ports that 0 turns off (the metrics-only listener: the loopback stats port keeps serving).
+LB_PORTS_OFF_AT_0 = frozenset({"tfserving_lb_metrics_port"})
+
+
 def check_lb(p: Problems, values: Mapping[str, Any]) -> None:
-    ports = {name: _port(p, values, name) for name in LB_PORTS}
+    ports = {
+        name: None
+        if name in LB_PORTS_OFF_AT_0 and as_int(values.get(name)) == 0
+        else _port(p, values, name)
+        for name in LB_PORTS
+    }
     seen: dict[int, str] = {}
     for name, port in ports.items():
         if port is None:
@@ -814,6 +962,37 @@ def check_monitoring(p: Problems, values: Mapping[str, Any]) -> None:
         "tfserving_monitoring_dcgm_port",
     ):
         _port(p, values, name)
+    node = check_listen_ip(p, values, "tfserving_monitoring_node_exporter_address")
+    try:
+        scraped = ipaddress.ip_address(str(values.get("tfserving_monitoring_address")))
+    except ValueError:
+        return  # a name, or "" (ansible_host): not comparable here
+    if node is not None and not node.is_unspecified and node != scraped:
+        p.note(
+            f"tfserving_monitoring_node_exporter_address: node exporter would listen on {node} "
+            f"only, but Prometheus scrapes this host at {scraped} (tfserving_monitoring_address); "
+            "it accepts the address Prometheus scrapes, or empty (every address of the host)."
+        )
+
+
+def check_listen_ip(
+    p: Problems, values: Mapping[str, Any], name: str
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address a service listens on: empty (every address of the host) or one IP address,
+    without port or brackets (the port has a variable of its own). The address, else None."""
+    value = values.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return ipaddress.ip_address(value if isinstance(value, str) else "not a string")
+    except ValueError:
+        p.add(
+            name,
+            value,
+            'empty ("": every address of the host) or one IPv4 or IPv6 address of the host, '
+            "e.g. 10.0.0.5 or fd00::5 (no port, no brackets: the port is a variable of its own)",
+        )
+        return None
 
 
 def unknown_variables(

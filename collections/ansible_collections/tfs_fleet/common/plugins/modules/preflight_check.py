@@ -15,8 +15,11 @@ description:
     effective value of every option of the role's C(meta/argument_specs.yml) (the host's value,
     else the role default) and checks what an argument spec cannot express - port ranges and
     collisions, model names, duplicate models, retention counts, overlapping directories,
-    absolute paths, image version and digest, registry credentials in pairs, labels on
-    versions the version policy does not load.
+    absolute paths, listen addresses, image version and digest, registry credentials in pairs,
+    labels on versions the version policy does not load.
+  - Reads the controller's file system where a value points there - golden files, and the
+    versions in C(tfserving_models_export_base) (found as TF Serving finds them). Every version
+    label must point at a version that was exported and that its model entry serves.
   - Every variable the host sees that carries a role's prefix (C(docker_), C(tfserving_), ...)
     but is neither an option nor a fact of a role is reported, with a "did you mean".
   - Fails with one line per problem, naming the variable, the value and what it accepts.
