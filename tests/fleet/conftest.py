@@ -7,9 +7,10 @@ their order, each starting from where the one before left the fleet:
   test_2_lb_front_door.py   a load balancer host and a monitoring host join the fleet, site.yml
                             sets them up, and the LB cases run under load through the front door;
   test_3_metric_gate.py     the rollout's metric gate on the monitoring host's Prometheus;
-  test_4_ansible_runner.py  site.yml through ansible-runner as AWX runs it (changed=0);
-  test_5_user_models.py     users' own SavedModels (no manifest of ours) deployed by site.yml,
-                            a new version through the gate, broken ones stopped at the canary.
+  test_4_user_models.py     users' own SavedModels (no manifest of ours) deployed by site.yml,
+                            a new version through the gate, broken ones stopped at the canary;
+  test_5_ansible_runner.py  the re-run of site.yml through ansible-runner as AWX runs it, after
+                            all of the above: it changes nothing and hashes no model file.
 
 One fleet instead of one per file: creating hosts and installing their engine is most of what
 a fleet costs here (README, Tests)."""
@@ -38,6 +39,7 @@ from fleet import (
     make_models,
     playbook,
 )
+from fleet_users import users_fleet
 
 SETUP_TIMINGS: dict[str, float] = {}
 
@@ -73,3 +75,10 @@ def front_door(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> FrontD
     assert door.site.rc == 0, door.site.tail()
     SETUP_TIMINGS["front_door_site"] = time.monotonic() - start
     return door
+
+
+@pytest.fixture(scope="session")
+def users(front_door: FrontDoor, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    """Users' own models beside half_plus_two (tests/fleet/fleet_users.py): test_4 deploys and
+    rolls them out, test_5 re-runs site.yml over them."""
+    return users_fleet(front_door, tmp_path_factory.mktemp("user-models"))

@@ -9,77 +9,29 @@ classify signature on serialized tf.Examples beside the numeric `predict_images`
 
 1. site.yml deploys all three as they are; the fleet table shows each check that ran, and the
    classify signature NOT RUN with its reason (no warmup records yet);
-2. a re-run changes nothing and hashes no model file on the controller (the hash cache);
-3. mnist_tf1 version 2 with warmup records rolls out through the gate, where the classify
+2. mnist_tf1 version 2 with warmup records rolls out through the gate, where the classify
    signature now passes through the warmup replay;
-4. three broken versions are each stopped at the canary and rolled back, nothing deleted: one
-   that answers NaN, one whose outputs do not match its own signature's shapes, and one that
-   lacks a signature the previous version served.
+3. three broken versions, exported together, are stopped at the canary and rolled back, each
+   named by the smoke test, nothing deleted: one that answers NaN, one whose outputs do not match
+   its own signature's shapes, and one that lacks a signature the previous version served.
+
+The re-run of site.yml over the same models (changed=0, no model file hashed: the hash cache) is
+test_5_ansible_runner.py's, after all of this.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from fleet import BIN, CANARY, HOSTS, REPO, Fleet, FrontDoor, Run, env, in_host, playbook, rest_port
+from fleet import CANARY, HOSTS, Fleet, Run, in_host, playbook, rest_port
+from fleet_users import MODELS_VAR, ONE_BATCH, RETIRED, SERVED, USER_MODELS, make
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
-
-MAKER = REPO / "tests/usermodels/make_user_models.py"
-USER_MODELS = ("seed_tf1", "keras3", "mnist_tf1")
-# The team adds its models beside the one the fleet already serves (half_plus_two, which the
-# load balancer's health check asks about until the LB play takes the new list).
-MODELS_LIST = [
-    {"name": "half_plus_two"},
-    {"name": "seed_tf1"},
-    {"name": "keras3", "golden": "golden.json"},
-    {"name": "mnist_tf1"},
-]
-MODELS_VAR = json.dumps({"tfserving_models_list": MODELS_LIST})
-ONE_BATCH = '{"tfserving_rollout_serial": [1, "100%"]}'
-SERVED = "/srv/tfserving/models"
-RETIRED = "/srv/tfserving/retired"
-# Ansible's YAML output may fold a long message: the words may stand on several lines.
-SCAN = re.compile(
-    r"model sources:.*?(\d+)\s+wanted:\s+(\d+)\s+file\(s\)\s+hashed\s+\((\d+)\s+bytes\),"
-    r"\s+(\d+)\s+from\s+the\s+cache",
-    re.DOTALL,
-)
-
-
-def make(export: Path, *args: str) -> None:
-    proc = subprocess.run(
-        [str(BIN / "python"), str(MAKER), str(export), *args],
-        capture_output=True, text=True, env=env(), timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
-def write_golden(export: Path) -> None:
-    """keras3's golden file, from the maker's own expected answers (numpy, not the server)."""
-    script = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(MAKER.parent)!r})\n"
-        "import make_user_models as m\n"
-        "g = m.golden('keras3')\n"
-        "doc = {'requests': [{'signature': g['signature'],\n"
-        "  'inputs': {k: v.tolist() for k, v in g['inputs'].items()},\n"
-        "  'outputs': {k: v.tolist() for k, v in g['expected_outputs'].items()},\n"
-        "  'rtol': 1e-4, 'atol': 1e-5}]}\n"
-        "print(json.dumps(doc))\n"
-    )
-    proc = subprocess.run(
-        [str(BIN / "python"), "-c", script], capture_output=True, text=True, env=env(), timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (export / "keras3" / "golden.json").write_text(proc.stdout)
 
 
 def served_dirs(host: str, model: str) -> list[str]:
@@ -122,16 +74,6 @@ def has_row(output: str, model: str, check: str, result: str) -> bool:
     return any(pattern.search(" " + table) for table in rows(output, model))
 
 
-@pytest.fixture(scope="module")
-def users(front_door: FrontDoor, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
-    work = tmp_path_factory.mktemp("user-models")
-    export = work / "export"
-    make(export, "--models", *USER_MODELS, "--version", "1")
-    write_golden(export)
-    shutil.copytree(front_door.export / "half_plus_two", export / "half_plus_two")
-    return Fleet(export, work / "runs")
-
-
 def site(users: Fleet, *extra: str) -> Run:
     from tfs_bench.fleet import sandbox_playbook_args
 
@@ -169,20 +111,6 @@ def test_site_deploys_user_models_as_they_are(users: Fleet) -> None:
     ), rows(out, "mnist_tf1")
 
 
-def test_rerun_changes_nothing_and_hashes_nothing(users: Fleet) -> None:
-    run = site(users)
-    assert run.rc == 0, run.tail()
-    assert set(HOSTS) <= set(run.changed), run.tail()
-    assert run.changed == {h: 0 for h in run.changed}, run.tail()
-    # The models role's scan line: nothing hashed, every file of the wanted versions from the
-    # hash cache (no model file opened on the controller).
-    scans = SCAN.findall(run.output)
-    assert scans, run.tail()
-    for wanted, hashed, hashed_bytes, cached in scans:
-        assert int(wanted) > 0 and int(cached) > 0, scans
-        assert (int(hashed), int(hashed_bytes)) == (0, 0), scans
-
-
 def test_new_user_version_passes_the_gate(users: Fleet) -> None:
     make(users.export_base, "--models", "mnist_tf1", "--version", "2", "--warmup")
     run = users.rollout("-e", MODELS_VAR, "-e", ONE_BATCH, run_id="user-mnist-v2")
@@ -195,33 +123,45 @@ def test_new_user_version_passes_the_gate(users: Fleet) -> None:
     assert has_row(out, "mnist_tf1", "predict serving_default", "PASS"), rows(out, "mnist_tf1")
 
 
-@pytest.mark.parametrize(
-    ("model", "variant", "previous", "version"),
-    [
-        ("keras3", "nan", 1, 2),
-        ("seed_tf1", "bad_shape", 1, 2),
-        ("mnist_tf1", "no_signature", 2, 3),
-    ],
-)
-def test_broken_user_version_stops_at_the_canary(
-    users: Fleet, model: str, variant: str, previous: int, version: int
-) -> None:
-    before = {h: (served_dirs(h, model), available(h, model)) for h in HOSTS}
-    make(users.export_base, "--models", model, "--version", str(version), "--variant", variant)
-    run_id = f"user-{model}-{variant}-{time.time_ns()}"
+# model, the broken variant, the version served before, the broken version
+BROKEN = [
+    ("keras3", "nan", 1, 2),
+    ("seed_tf1", "bad_shape", 1, 2),
+    ("mnist_tf1", "no_signature", 2, 3),
+]
+
+
+def test_broken_user_versions_stop_at_the_canary(users: Fleet) -> None:
+    """The three broken versions go out in one rollout: the canary's gate fails each of them
+    (its table names every model with a FAIL), the canary is rolled back to the versions it
+    served, the other hosts are not reached, and nothing is deleted."""
+    models = [model for model, *_ in BROKEN]
+    before = {(h, m): (served_dirs(h, m), available(h, m)) for h in HOSTS for m in models}
+    for model, variant, _, version in BROKEN:
+        make(users.export_base, "--models", model, "--version", str(version), "--variant", variant)
+    run_id = f"user-broken-{time.time_ns()}"
     try:
         run = users.rollout("-e", MODELS_VAR, run_id=run_id)
     finally:
-        # The fix: the broken export is withdrawn.
-        subprocess.run(["rm", "-rf", str(users.export_base / model / str(version))], check=True)
+        # The fix: the broken exports are withdrawn.
+        for model, _, _, version in BROKEN:
+            subprocess.run(["rm", "-rf", str(users.export_base / model / str(version))], check=True)
     assert run.rc != 0, run.tail()
     assert "failed the smoke test" in run.output, run.tail()
+    out = run.output
+    # The canary's failure names each broken model ("<model>: <check>: <detail>"), and each
+    # model's table has a failed row.
+    failure = " ".join(out.split()).split("failed the smoke test:", 1)[1][:6000]
+    for model in models:
+        assert f"{model}: " in failure, (model, failure)
+        assert any(" FAIL" in table for table in rows(out, model)), (model, rows(out, model))
     report = users.report(run_id)
     status = {entry["host"]: entry["status"] for entry in report["hosts"]}
     assert status == {CANARY: "rolled-back", **{h: "not-reached" for h in HOSTS[1:]}}, status
-    assert available(CANARY, model) == [previous]
-    # Nothing deleted: the broken version is kept on the canary, moved aside (not served).
-    assert str(version) in retired_dirs(CANARY, model), retired_dirs(CANARY, model)
-    assert str(version) not in served_dirs(CANARY, model), served_dirs(CANARY, model)
-    for host in HOSTS[1:]:
-        assert (served_dirs(host, model), available(host, model)) == before[host], host
+    for model, _, previous, version in BROKEN:
+        assert available(CANARY, model) == [previous], model
+        # Nothing deleted: the broken version is kept on the canary, moved aside (not served).
+        assert str(version) in retired_dirs(CANARY, model), (model, retired_dirs(CANARY, model))
+        assert str(version) not in served_dirs(CANARY, model), (model, served_dirs(CANARY, model))
+        for host in HOSTS[1:]:
+            assert (served_dirs(host, model), available(host, model)) == before[(host, model)]

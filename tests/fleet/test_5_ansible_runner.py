@@ -4,9 +4,11 @@ template: a private data directory of its own, the project directory as the work
 the vault password file on the command line as a vault credential gives it, and the job's events
 written as the controller reads them.
 
-It runs on the fleet test_2 set up and test_3 left behind (3 serving hosts, the LB host and the
-monitoring host, over SSH as `ops` with the sudo password from the vault), so it is also the
-re-run of site.yml on the production path: it must succeed and change nothing on any host."""
+It runs last, on the fleet test_2 set up and test_3 and test_4 left behind (3 serving hosts, the
+LB host and the monitoring host, over SSH as `ops` with the sudo password from the vault; the
+users' models of test_4 beside half_plus_two, after a rollout through the gate and a failed one
+rolled back), so it is also the re-run of site.yml on the production path: it must succeed,
+change nothing on any host, and hash no model file on the controller (the hash cache)."""
 
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ from fleet import (
     MONITORING,
     REPO,
     VAULT_PASSWORD_FILE,
-    FrontDoor,
+    Fleet,
     env,
 )
+from fleet_users import MODELS_LIST, SCAN
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
@@ -44,15 +47,15 @@ def become_password() -> str:
     return str(yaml.safe_load(view.stdout)["ansible_become_password"])
 
 
-def test_site_through_ansible_runner_changes_nothing(front_door: FrontDoor, tmp_path: Path) -> None:
+def test_site_through_ansible_runner_changes_nothing(users: Fleet, tmp_path: Path) -> None:
     private = tmp_path / "job"
     (private / "env").mkdir(parents=True)
+    # The variables test_4's site.yml ran with (tfs_bench.fleet.sandbox_playbook_args).
     extravars = {
-        "tfserving_models_export_base": str(front_door.export),
-        "tfserving_verify_export_base": str(front_door.export),
+        "tfserving_models_export_base": str(users.export_base),
+        "tfserving_verify_export_base": str(users.export_base),
         "tfserving_image_archive_path": str(ARCHIVE),
-        # As front_door's site.yml set Prometheus up.
-        "tfserving_monitoring_scrape_interval": "5s",
+        "tfserving_models_list": MODELS_LIST,
     }
     runner = ansible_runner.run(
         private_data_dir=str(private),
@@ -76,6 +79,13 @@ def test_site_through_ansible_runner_changes_nothing(front_door: FrontDoor, tmp_
     assert set(stats["ok"]) == every, stats
     assert not stats["changed"], f"site.yml changed something on a re-run: {stats['changed']}"
     assert not stats["failures"] and not stats["dark"], stats
+    # The models role's scan line: nothing hashed, every file of the wanted versions from the
+    # hash cache (no model file opened on the controller).
+    scans = SCAN.findall(stdout)
+    assert scans, stdout[-4000:]
+    for wanted, hashed, hashed_bytes, cached in scans:
+        assert int(wanted) > 0 and int(cached) > 0, scans
+        assert (int(hashed), int(hashed_bytes)) == (0, 0), scans
     # The job's events, as AWX stores them: one playbook_on_stats at the end, task results
     # for every host, and the artifacts directory with the job's stdout.
     events = list(runner.events)
