@@ -310,3 +310,58 @@ def test_files_in_check_mode_verify_but_publish_nothing(tmp_path: Path) -> None:
     rc, out = run(args, tmp_path)
     assert rc == 0 and out["changed"] is True and out["verified_files"] == 4
     assert staging.is_dir() and not (models / "1").exists()
+
+
+# ---- record and replace: the publish record and the re-sync of a published version ------------
+def test_record_is_written_beside_the_version_and_needs_files(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    record = models / ".tfs-fleet-published-7.json"
+    args = {"staging": str(staging), "dest": str(models / "7"), "files": files}
+    rc, out = run({**args, "record": str(models / "7" / "r.json")}, tmp_path)
+    assert rc == 1 and "beside" in out["msg"] and staging.is_dir()
+    rc, out = run({**args, "_ansible_check_mode": True, "record": str(record)}, tmp_path)
+    assert rc == 0 and not record.exists()
+    rc, out = run({**args, "record": str(record)}, tmp_path)
+    assert rc == 0 and out["replaced"] is False
+    written = json.loads(record.read_text())
+    assert set(written["files"]) == set(files) and written["repairs"] == 0
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "8"), "record": str(record)}, tmp_path
+    )
+    assert rc == 1 and "files" in out["msg"]
+
+
+def test_replace_swaps_a_verified_copy_in_and_leaves_dest_alone_otherwise(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    published, files = user_version(models, "1")
+    (published / "fingerprint.pb").write_bytes(b"FP")  # the published copy went bad
+    staging, _ = user_version(models)
+    (staging / "variables" / "variables.index").write_bytes(b"INDEX")  # the repair failed
+    record = models / ".tfs-fleet-published-1.json"
+    args = {"staging": str(staging), "dest": str(published), "files": files,
+            "record": str(record), "replace": True}  # fmt: skip
+    rc, out = run(args, tmp_path)
+    assert rc == 1 and "sha256 differs: variables/variables.index" in out["msg"]
+    assert (published / "fingerprint.pb").read_bytes() == b"FP" and staging.is_dir()
+
+    (staging / "variables" / "variables.index").write_bytes(b"index")
+    rc, out = run({**args, "_ansible_check_mode": True}, tmp_path)
+    assert rc == 0 and out["changed"] is True and out["replaced"] is True
+    assert (published / "fingerprint.pb").read_bytes() == b"FP" and not record.exists()
+
+    rc, out = run(args, tmp_path)
+    assert rc == 0 and out["changed"] is True and out["replaced"] is True, out
+    assert (published / "fingerprint.pb").read_bytes() == b"fp" and not staging.exists()
+    assert sorted(p.name for p in models.iterdir()) == [record.name, "1"]
+    assert json.loads(record.read_text())["repairs"] == 1
+
+
+def test_replace_without_a_published_dest_publishes_as_usual(tmp_path: Path) -> None:
+    models = tmp_path / "m"
+    staging, files = user_version(models)
+    rc, out = run(
+        {"staging": str(staging), "dest": str(models / "1"), "files": files, "replace": True},
+        tmp_path,
+    )
+    assert rc == 0 and out["replaced"] is False and (models / "1" / "fingerprint.pb").is_file()

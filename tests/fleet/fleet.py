@@ -108,10 +108,15 @@ def in_host(host: str, *argv: str, check: bool = True) -> str:
     return docker("exec", host, *argv, check=check).stdout
 
 
+# The models role's publish record of each version, beside it (tfs_fleet.common.published_versions).
+RECORD_PREFIX = ".tfs-fleet-published-"
+
+
 def host_versions(host: str, directory: str = MODELS_DIR) -> list[str]:
-    """Entries of a model directory on a host (numeric versions and anything else)."""
+    """Entries of a model directory on a host (numeric versions and anything else, a staging
+    directory left behind included), without the publish records."""
     out = in_host(host, "sh", "-c", f"ls -A {directory} 2>/dev/null || true")
-    return sorted(out.split())
+    return sorted(name for name in out.split() if not name.startswith(RECORD_PREFIX))
 
 
 def container(host: str) -> dict[str, Any]:

@@ -28,20 +28,18 @@ import time
 import urllib.request
 
 import pytest
-from fleet import CANARY, HOSTS, Fleet, Run, in_host, playbook, rest_port
+from fleet import CANARY, HOSTS, Fleet, Run, host_versions, in_host, playbook, rest_port
 from fleet_users import MODELS_VAR, ONE_BATCH, RETIRED, SERVED, USER_MODELS, make
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
 
 def served_dirs(host: str, model: str) -> list[str]:
-    out = in_host(host, "sh", "-c", f"ls -A {SERVED}/{model} 2>/dev/null", check=False)
-    return sorted(out.split())
+    return host_versions(host, f"{SERVED}/{model}")
 
 
 def retired_dirs(host: str, model: str) -> list[str]:
-    out = in_host(host, "sh", "-c", f"ls -A {RETIRED}/{model} 2>/dev/null", check=False)
-    return sorted(out.split())
+    return host_versions(host, f"{RETIRED}/{model}")
 
 
 def available(host: str, model: str) -> list[int]:

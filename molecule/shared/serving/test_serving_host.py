@@ -107,8 +107,17 @@ def test_model_files_match_the_manifest(host):
         assert host.file(f"{MODELS}/{version}/tfs_fleet_manifest.json").sha256sum == local
 
 
-def test_no_staging_directory_left(host):
-    assert host.check_output(f"ls -A {MODELS}").split() == ["1", "2"]
+def test_no_staging_directory_left_and_each_version_has_its_publish_record(host):
+    names = host.check_output(f"ls -A {MODELS}").split()
+    records = sorted(n for n in names if n.startswith(".tfs-fleet-published-"))
+    assert sorted(set(names) - set(records)) == ["1", "2"], names
+    assert records == [".tfs-fleet-published-1.json", ".tfs-fleet-published-2.json"], names
+    # The record holds the controller's sha256 of every file of the version (the manifest's).
+    record = json.loads(host.file(f"{MODELS}/.tfs-fleet-published-2.json").content_string)
+    manifest = json.loads((EXPORT / "2" / "tfs_fleet_manifest.json").read_text())
+    assert record["repairs"] == 0, record
+    for path, entry in manifest["files"].items():
+        assert record["files"][path]["sha256"] == entry["sha256"], path
 
 
 def test_model_update_without_restart_and_without_retransfer(host):

@@ -22,9 +22,14 @@ description:
     is needed in the staging directory). Without O(files), the table is the version's own
     manifest (C(tfs_fleet_manifest.json), written by scripts/export_model.py), itself checked
     against O(manifest_sha256) when given.
-  - An existing published version is never replaced. When O(dest) exists and matches the
-    table, the version counts as published and a leftover staging directory is removed;
-    when it does not match (an empty or foreign directory), the module fails and names it.
+  - An existing published version is replaced only with O(replace). Without it, when O(dest)
+    exists and matches the table, the version counts as published and a leftover staging
+    directory is removed; when it does not match (an empty or foreign directory), the module
+    fails and names it.
+  - With O(record), a publish record is written (C(.tfs-fleet-published-<v>.json) beside the
+    version) - each file's sha256 and size from the table and its size, mtime, ctime and inode
+    as published - which tfs_fleet.common.published_versions compares each run without reading
+    the files.
   - Refused before anything moves - a staging directory that is a symbolic link, any symbolic
     link or special file inside it (a linked directory would be published unverified), an empty
     O(files) or one whose entries lack a sha256 or a size, a manifest that is not JSON or whose
@@ -55,6 +60,20 @@ options:
     description: Without O(files) - file name of the manifest inside the version directory.
     type: str
     default: tfs_fleet_manifest.json
+  record:
+    description:
+      - Path of the publish record to write once the version is published (or found
+        published), beside the version, not inside it. Needs O(files). Empty - no record.
+    type: path
+  replace:
+    description:
+      - When O(dest) exists (a published version that no longer matches, staged again by
+        tfs_fleet.common.published_versions and repaired by the transfer), the verified staging
+        directory takes its place - swapped atomically where the filesystem can (Linux
+        renameat2), else two renames a moment apart - and the old copy is removed. The
+        record's repair count goes up by one. O(dest) is not read.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - tfs_fleet.common.attributes.check_only
 """
@@ -75,10 +94,15 @@ verified_files:
   description: Number of files checked against the table.
   returned: when the version was published (or would be, in check mode)
   type: int
+replaced:
+  description: Whether a published O(dest) was replaced (O(replace)).
+  returned: when the version was published (or would be, in check mode)
+  type: bool
 """
 
 import os
 import shutil
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -89,6 +113,14 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.model_manifest im
     check_files_table,
     verify,
     verify_files,
+)
+from ansible_collections.tfs_fleet.common.plugins.module_utils.published_versions import (
+    last_repair_of,
+    make_record,
+    read_record,
+    repairs_of,
+    replace_dir,
+    write_record,
 )
 
 
@@ -105,8 +137,11 @@ def main() -> None:
             "files": {"type": "dict"},
             "manifest_sha256": {"type": "str"},
             "manifest_name": {"type": "str", "default": MANIFEST_NAME},
+            "record": {"type": "path"},
+            "replace": {"type": "bool", "default": False},
         },
         mutually_exclusive=[("files", "manifest_sha256")],
+        required_by={"record": ("files",)},
         supports_check_mode=True,
     )
     staging: str = module.params["staging"].rstrip("/")
@@ -114,6 +149,8 @@ def main() -> None:
     manifest_name: str = module.params["manifest_name"]
     files: dict[str, Any] | None = module.params["files"]
     manifest_sha256: str | None = module.params["manifest_sha256"]
+    record: str | None = module.params["record"] or None
+    replace: bool = module.params["replace"]
     if files is not None and not files:
         module.fail_json(
             msg="files is empty: a version has at least one file; give the controller's files "
@@ -140,13 +177,24 @@ def main() -> None:
         module.fail_json(msg=f"staging {staging} has a numeric name: TF Serving would load it")
     if os.path.dirname(staging) != os.path.dirname(dest):
         module.fail_json(msg=f"staging {staging} and dest {dest} must share a parent directory")
+    if record is not None and (
+        os.path.dirname(record) != os.path.dirname(dest) or os.path.basename(record).isdigit()
+    ):
+        module.fail_json(
+            msg=f"record {record} must be a non-numeric file beside {dest} (not inside it)"
+        )
+
+    def write_the_record(repairs: int = 0, repaired_at: int | None = None) -> None:
+        if record is not None and files is not None and not module.check_mode:
+            write_record(record, make_record(dest, files, repairs, repaired_at))
 
     def check(root: str) -> tuple[int, list[str]]:
         if files is not None:
             return verify_files(root, files)
         return verify(root, manifest_name, manifest_sha256)
 
-    if os.path.lexists(dest):
+    replacing = replace and os.path.lexists(dest)
+    if os.path.lexists(dest) and not replacing:
         count, problems = check(dest)
         if problems:
             module.fail_json(
@@ -160,6 +208,9 @@ def main() -> None:
                 os.unlink(staging)
             else:
                 shutil.rmtree(staging)
+        if record is not None and files is not None:
+            old = read_record(record)
+            write_the_record(repairs_of(old), last_repair_of(old))
         module.exit_json(
             changed=leftover,
             verified_files=count,
@@ -183,9 +234,26 @@ def main() -> None:
             f"{summary(problems)}",
             problems=problems,
         )
+    if replacing:
+        repairs = repairs_of(read_record(record) if record is not None else None) + 1
+        if not module.check_mode:
+            try:
+                replace_dir(staging, dest)
+            except OSError as err:
+                module.fail_json(msg=f"{staging} was verified but could not replace {dest}: {err}")
+        write_the_record(repairs, int(time.time()))
+        module.exit_json(
+            changed=True,
+            verified_files=count,
+            dest=dest,
+            replaced=True,
+            msg=f"{dest} no longer matched: re-synced from the controller, verified "
+            f"({count} files) and published again",
+        )
     if not module.check_mode:
         os.rename(staging, dest)
-    module.exit_json(changed=True, verified_files=count, dest=dest)
+    write_the_record()
+    module.exit_json(changed=True, verified_files=count, dest=dest, replaced=False)
 
 
 if __name__ == "__main__":
