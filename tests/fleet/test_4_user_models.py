@@ -21,9 +21,11 @@ test_5_ansible_runner.py's, after all of this.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -163,3 +165,66 @@ def test_broken_user_versions_stop_at_the_canary(users: Fleet) -> None:
         assert str(version) not in served_dirs(CANARY, model), (model, served_dirs(CANARY, model))
         for host in HOSTS[1:]:
             assert (served_dirs(host, model), available(host, model)) == before[(host, model)]
+
+
+def sha256_in(host: str, path: str) -> str:
+    return in_host(host, "sha256sum", path).split()[0]
+
+
+def test_drifted_published_files_are_resynced_from_the_controller(users: Fleet) -> None:
+    """Issue 23 item 1: a byte flipped in a published file (size and mtime put back) on one
+    host and an extra file in a published version on another are noticed by the next run (the
+    stat check: ctime moved), re-synced from the controller, verified and swapped in while the
+    version stays served, and counted in the drift metrics; the third host is left alone."""
+    from tfs_bench.fleet import sandbox_playbook_args
+
+    flipped, extended, untouched = HOSTS[1], HOSTS[2], HOSTS[0]
+    version_dir = f"{SERVED}/seed_tf1/1"
+    data = in_host(flipped, "sh", "-c", f"ls {version_dir}/variables/variables.data-*").strip()
+    controller = users.export_base / "seed_tf1" / "1" / data.split(f"{version_dir}/", 1)[1]
+    want = hashlib.sha256(controller.read_bytes()).hexdigest()
+    flip = (
+        "import os, sys\n"
+        "p = sys.argv[1]; st = os.stat(p)\n"
+        "with open(p, 'r+b') as f:\n"
+        "    b = f.read(1); f.seek(0); f.write(bytes([b[0] ^ 0xFF]))\n"
+        "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))\n"
+    )
+    in_host(flipped, "python3", "-c", flip, data)
+    assert sha256_in(flipped, data) != want
+    in_host(extended, "sh", "-c", f"echo stale > {version_dir}/variables/stale.bin")
+    missing: list[tuple[str, float]] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # bounded by the run below
+        while not stop.is_set():
+            for host in (flipped, extended):
+                if 1 not in available(host, "seed_tf1"):
+                    missing.append((host, time.monotonic()))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        run = playbook(
+            *sandbox_playbook_args("playbooks/models.yml", users.export_base, "-e", MODELS_VAR),
+            timeout=1200,
+        )
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+    assert run.rc == 0, run.tail()
+    assert run.changed[untouched] == 0, run.changed
+    assert run.changed[flipped] > 0 and run.changed[extended] > 0, run.changed
+    flat = " ".join(run.output.split())
+    assert "model seed_tf1 version 1 on this host no longer matches the controller" in flat
+    assert sha256_in(flipped, data) == want
+    assert in_host(extended, "ls", f"{version_dir}/variables").split().count("stale.bin") == 0
+    assert not missing, missing  # served all along (the verified copy was swapped in)
+    for host in (flipped, extended):
+        record = json.loads(in_host(host, "cat", f"{SERVED}/seed_tf1/.tfs-fleet-published-1.json"))
+        assert record["repairs"] == 1, (host, record)
+        prom = in_host(
+            host, "cat", "/var/lib/prometheus/node-exporter/tfs_fleet_models_integrity.prom"
+        )
+        assert 'tfs_fleet_model_version_repairs_total{model="seed_tf1",version="1"} 1' in prom, prom
