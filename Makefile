@@ -17,12 +17,14 @@ SANDBOX_HOSTS ?= 2
 include $(sort $(wildcard mk/*.mk))
 
 # `make test` runs `check` first (lint, type check, every test that needs no Docker: a few
-# minutes), then the slow stages, fastest first and slowest last (measured times: README's
-# Tests table). The order is this list, not the names of the mk/*.mk files.
-TEST_STAGES := check test-molecule-docker test-molecule-nvidia_container_toolkit \
-  test-pytest-docker test-molecule-tfserving_image test-molecule-nvidia_driver \
-  test-molecule-tfserving test-molecule-tfserving_lb test-molecule-tfserving_monitoring \
-  test-fleet
+# minutes), then the Docker stages in two lanes side by side (each lane's stages one after the
+# other; the two lanes share nothing: every scenario has its own hosts, names and ports), and the
+# fleet stage last, alone (its load tests measure failed requests). Measured times per stage:
+# docs/testing.md. TEST_LANES=1 runs the lanes one after the other instead.
+TEST_LANE_A := test-pytest-docker test-molecule-tfserving_lb test-molecule-tfserving_monitoring
+TEST_LANE_B := test-molecule-docker test-molecule-nvidia_container_toolkit \
+  test-molecule-tfserving_image test-molecule-nvidia_driver test-molecule-tfserving
+TEST_LANES ?= 2
 # Not a stage: test-molecule-site (site.yml on 2 hosts with passwordless sudo, 6-8 minutes). The
 # fleet stage runs site.yml over SSH on 3 and then 5 hosts with the sudo password, re-runs it
 # with changed=0, and molecule-tfserving_monitoring runs it on a sandbox of its own; the model
@@ -99,17 +101,29 @@ demo-down: venv ## Remove the sandbox fleet
 # Each stage's output is also kept in artifacts/stages/STAGE.log; a stage that fails gets a line in
 # the timings even when it failed before its timed command (a prerequisite), and the end of its
 # log is printed after the timings, so the tail of a CI log names the failure.
-test: venv images ## Run every check: `check` first, then the Docker stages, the slowest last
+test: venv images ## Run every check: `check` first, the Docker stages in two lanes, the fleet stage last
 	@rm -f artifacts/timings.txt; rm -rf artifacts/stages; mkdir -p artifacts/stages
-	@rc=0; failed=""; for s in $(TEST_STAGES); do \
-	  if ! $(MAKE) --no-print-directory IN_TEST=1 $$s 2>&1 | tee artifacts/stages/$$s.log; then \
-	    rc=1; failed="$$failed $$s"; echo "stage $$s failed"; \
-	    grep -q "^$${s#test-} .*FAILED" artifacts/timings.txt 2>/dev/null \
-	      || printf '%-28s %-18s %5s\n' "$${s#test-}" "FAILED (make)" "-" >>artifacts/timings.txt; \
-	  fi; done; \
+	@export MAKE="$(MAKE)"; start=$$(date +%s); \
+	  scripts/run_stages check; \
+	  scripts/run_stages test-prereqs; \
+	  if [ "$(TEST_LANES)" = 1 ]; then \
+	    scripts/run_stages $(TEST_LANE_A) $(TEST_LANE_B); \
+	  else \
+	    scripts/run_stages --quiet $(TEST_LANE_A) & lane_a=$$!; \
+	    scripts/run_stages --quiet $(TEST_LANE_B) & lane_b=$$!; \
+	    wait $$lane_a; wait $$lane_b; \
+	  fi; \
+	  scripts/run_stages test-fleet; \
+	  printf '%-28s %-18s %5d s\n' "make test (wall)" "" "$$(( $$(date +%s) - start ))" >>artifacts/timings.txt; \
 	  $(MAKE) --no-print-directory timings; \
-	  for s in $$failed; do echo; echo "=== $$s failed: the end of artifacts/stages/$$s.log"; tail -n 12 artifacts/stages/$$s.log; done; \
-	  exit $$rc
+	  for s in $$(cat artifacts/stages/failed 2>/dev/null); do \
+	    echo; echo "=== $$s failed: the end of artifacts/stages/$$s.log"; tail -n 12 artifacts/stages/$$s.log; done; \
+	  [ ! -s artifacts/stages/failed ]
+
+# What the Docker stages need, built once before the lanes start (two lanes building the same
+# image or archive at once would race).
+.PHONY: test-prereqs
+test-prereqs: venv images standin-image standin-archive lb-tools
 
 # lint runs beside the type check and pytest (its output is printed when it ends): on 2 cores
 # that takes about a minute off the stage.
