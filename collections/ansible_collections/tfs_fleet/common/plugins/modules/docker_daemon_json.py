@@ -19,6 +19,17 @@ description:
   - An existing file that is not a JSON object (or holds C(NaN)/C(Infinity), which dockerd
     refuses) is never overwritten; the module fails and names the file instead.
   - Values are compared with their JSON types, so C(1) replaces C(true) and C(1.0) replaces C(1).
+  - Before anything is written (and in check mode too), the file this run would write is
+    validated, so that a value dockerd rejects never reaches the engine. Where the host's
+    dockerd has C(--validate) (Docker 23 and later; detected from C(dockerd --version) and the
+    flag's answer, never assumed) the whole merged file goes to a temporary file beside O(path)
+    and C(dockerd --validate --config-file) checks it. Elsewhere (Docker 20.10, or no dockerd
+    yet) the keys of O(settings) are checked against the schema of dockerd's keys that the
+    preflight uses. A rejected file fails the task with a message naming O(settings_name) (and
+    the key when dockerd names it) and dockerd's own words; nothing is written.
+  - Before the first change, the previous file is kept as C(<path>.tfs-fleet-previous) (see
+    O(keep_previous)), for the restart handler of the C(docker) role to restore when the engine
+    does not come back.
   - Concurrent runs on one host are serialized by a lock file next to O(path)
     (C(.<name>.tfs-fleet.lock)); the new content goes to a unique temporary file in the same
     directory (created exclusively, so a planted link is never followed), is flushed to disk and
@@ -43,6 +54,28 @@ options:
     description: Keep a timestamped copy of the previous file when it changes.
     type: bool
     default: false
+  validate:
+    description:
+      - How the file is checked before it is written.
+      - V(auto) runs C(dockerd --validate) where the host's dockerd has it, else the schema.
+      - V(schema) checks the keys of O(settings) against the schema of dockerd's keys only.
+      - V(none) checks nothing.
+    type: str
+    choices: [auto, schema, none]
+    default: auto
+  settings_name:
+    description: Name of the variable O(settings) comes from, for the messages.
+    type: str
+    default: settings
+  keep_previous:
+    description:
+      - Before the file changes, copy it to C(<path>.tfs-fleet-previous) (C({}) where there was
+        no file), unless that copy exists already. The copy stands for the file the engine last
+        started with, so a change written before its restart happened does not replace it. The
+        C(docker) role's restart handler restores it when the engine does not come back and
+        removes it once the engine answers.
+    type: bool
+    default: true
   mode:
     description:
       - Octal file mode of the file (for example C("0600")), applied to a new file and enforced
@@ -80,6 +113,16 @@ changed_keys:
   returned: always
   type: list
   elements: str
+validated_with:
+  description:
+    - How the new file was checked - C(dockerd --validate) or C(schema), each followed by the
+      engine or the reason in parentheses, or C(none); empty when the content did not change.
+  returned: always
+  type: str
+previous_file:
+  description: The copy of the file the engine last started with (O(keep_previous)).
+  returned: when the content changed and O(keep_previous) is set
+  type: str
 """
 
 import copy
@@ -88,6 +131,12 @@ import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tfs_fleet.common.plugins.module_utils.daemon_json_validate import (
+    Dockerd,
+    Unsupported,
+    keys_named,
+    schema_problems,
+)
 from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
     JsonFileError,
     file_diff,
@@ -102,6 +151,8 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import 
 )
 
 DEFAULT_NEW_MODE = 0o644
+# The copy of the file the engine last started with (keep_previous).
+PREVIOUS_SUFFIX = ".tfs-fleet-previous"
 
 # Problems with the file or the settings; the message names it and the fix.
 DaemonJsonError = JsonFileError
@@ -157,6 +208,13 @@ def main() -> None:
             "remove": {"type": "list", "elements": "str", "default": []},
             "backup": {"type": "bool", "default": False},
             "mode": {"type": "raw"},
+            "validate": {
+                "type": "str",
+                "choices": ["auto", "schema", "none"],
+                "default": "auto",
+            },
+            "settings_name": {"type": "str", "default": "settings"},
+            "keep_previous": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
     )
@@ -235,15 +293,87 @@ def finish(
         result["diff"] = file_diff(
             path, before_text, render(wanted) if content_changed else before_text
         )
+    result["validated_with"] = (
+        validate(module, path, before_text, wanted, settings) if content_changed else ""
+    )
     if module.check_mode or not result["changed"]:
         return result
     if content_changed:
+        if module.params["keep_previous"]:
+            result["previous_file"] = keep_previous(path, before_text, target_mode)
         if module.params["backup"] and exists:
             result["backup_file"] = module.backup_local(path)
         write_atomically(path, render(wanted), target_mode)
     else:
         os.chmod(path, target_mode)
     return result
+
+
+def keep_previous(path: str, before_text: str, mode: int) -> str:
+    """Copy the file as it is to <path>.tfs-fleet-previous, unless a copy is there already."""
+    previous = path + PREVIOUS_SUFFIX
+    if not os.path.lexists(previous):
+        write_atomically(previous, before_text if before_text.strip() else "{}\n", mode)
+    return previous
+
+
+def validate(
+    module: AnsibleModule, path: str, before_text: str, wanted: dict, settings: dict
+) -> str:
+    """Check the file this run would write; raise DaemonJsonError naming the variable where
+    dockerd (or the schema) rejects it. Returns how it was checked."""
+    how: str = module.params["validate"]
+    name: str = module.params["settings_name"]
+    if how == "none":
+        return "none"
+    why_schema = "validate: schema"
+    if how == "auto":
+        dockerd_path = module.get_bin_path("dockerd")
+        if not dockerd_path:
+            why_schema = "no dockerd on the host yet"
+        else:
+            engine = Dockerd(dockerd_path)
+            try:
+                complaint = engine.validate_text(render(wanted), os.path.dirname(path), path)
+            except Unsupported:
+                why_schema = f"{engine.label} has no --validate"
+            else:
+                if complaint is None:
+                    return f"dockerd --validate ({engine.label})"
+                raise DaemonJsonError(
+                    rejected(engine, path, before_text, settings, name, complaint)
+                )
+    problems = schema_problems(settings, name)
+    if problems:
+        raise DaemonJsonError(
+            " ".join(problems) + f" Checked against the schema of dockerd's keys ({why_schema}); "
+            f"{path} was left unchanged. Fix {name} and run again."
+        )
+    return f"schema ({why_schema})"
+
+
+def rejected(
+    engine: Dockerd, path: str, before_text: str, settings: dict, name: str, complaint: str
+) -> str:
+    """The message for a file dockerd --validate rejects."""
+    named = keys_named(complaint, settings)
+    where = ", ".join(f"{name}.{key}" for key in named) if named else name
+    note = ""
+    if not named and before_text.strip():
+        # Perhaps a key this run does not set: does dockerd reject the file as it is already?
+        try:
+            before = engine.validate_text(before_text, os.path.dirname(path), path)
+        except Unsupported:  # pragma: no cover (it just answered --validate)
+            before = None
+        if before is not None:
+            note = (
+                f" dockerd rejects {path} as it is already (before this change), so the problem "
+                "may be a key that another role or an admin set."
+            )
+    return (
+        f"{where}: dockerd --validate ({engine.label}) rejects the daemon.json this run would "
+        f"write: {complaint}.{note} {path} was left unchanged; fix {name} and run again."
+    )
 
 
 if __name__ == "__main__":
