@@ -237,3 +237,32 @@ def test_bad_version_stops_at_the_canary_without_failed_requests(front_door: Fro
     assert report["failed"] == 0, report
     assert wait_for(all_up, 60), servers_status()
     assert set(admin_states().values()) == {0}, admin_states()
+
+
+def test_daemon_json_that_dockerd_refuses_is_restored_and_the_host_serves_again(
+    front_door: FrontDoor,
+) -> None:
+    """Issue 23 item 6, behind the LB: a docker_daemon_options value that passes the schema but
+    that dockerd refuses at start (`hosts`, next to -H fd:// on Debian's unit) is written, the
+    restart fails, and the role restores the previous daemon.json, brings the engine back and
+    fails naming the variable; the host's container comes back and the LB takes it back; the
+    corrected re-run starts at once (systemd's start limit reset) and changes nothing."""
+    assert wait_for(all_up, 120), servers_status()
+    victim = HOSTS[2]
+    before = docker("exec", victim, "cat", "/etc/docker/daemon.json").stdout
+    sandbox = {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
+    refused = {**sandbox, "hosts": ["unix:///var/run/docker.sock"]}
+    host_setup = ("-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml"))
+    run = playbook(
+        *host_setup, "--limit", victim, "-e", json.dumps({"docker_daemon_options": refused})
+    )
+    assert run.rc != 0, run.tail()
+    flat = " ".join(run.output.split())
+    assert "docker_daemon_options.hosts" in flat, run.tail()
+    assert "previous daemon.json was restored" in flat, run.tail()
+    assert docker("exec", victim, "cat", "/etc/docker/daemon.json").stdout == before
+    assert docker("exec", victim, "systemctl", "is-active", "docker").stdout.strip() == "active"
+    assert wait_for(all_up, 240), servers_status()
+    again = playbook(*host_setup, "--limit", victim)
+    assert again.rc == 0, again.tail()
+    assert again.changed == {victim: 0}, again.tail()
