@@ -123,3 +123,22 @@ def playbook_report(
     """ansible_playbook with the JSON callback: (exit code, report)."""
     proc = ansible_playbook(playbook, inventory, *args, json_report=True, **kwargs)
     return proc.returncode, report_of(proc)
+
+
+COLLECTION_MODULES = REPO / "collections/ansible_collections/tfs_fleet/common/plugins/modules"
+
+
+def run_collection_module(
+    module: str, args: Mapping[str, Any], tmp_path: Path
+) -> tuple[int, dict[str, Any]]:
+    """Run one of the collection's modules as Ansible ships it (the module file with the
+    collection's module_utils importable) on ``args``; its exit code and JSON result."""
+    args_file = tmp_path / f"args-{module}.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args)}))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
+    proc = subprocess.run(
+        [sys.executable, str(COLLECTION_MODULES / f"{module}.py"), str(args_file)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return proc.returncode, json.loads(proc.stdout)

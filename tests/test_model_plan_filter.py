@@ -242,7 +242,10 @@ def test_a_model_the_scan_did_not_see_is_refused() -> None:
 
 def test_a_label_must_point_at_a_served_version() -> None:
     models = [{"name": "m", "labels": {"stable": 1}, "version_policy": "all"}]
-    with pytest.raises(AnsibleFilterError, match=r"tfserving_models_list\[0\].labels.stable: version 1 .* is not served|labels.stable: .*serves"):
+    with pytest.raises(
+        AnsibleFilterError,
+        match=r"tfserving_models_list\[0\].labels.stable: version 1 .* is exported but not served",
+    ):
         model_plan(models, found("m", {"1": "a", "2": "b"}), 1)
 
 

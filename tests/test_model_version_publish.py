@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import REPO
+from helpers import REPO, run_collection_module
 
 MODULE = (
     REPO
@@ -20,16 +17,7 @@ MANIFEST = "tfs_fleet_manifest.json"
 
 
 def run(args: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    # As Ansible ships it: the module with the collection's module_utils importable.
-    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
-    proc = subprocess.run(
-        [sys.executable, str(MODULE), str(args_file)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    return run_collection_module("model_version_publish", args, tmp_path)
 
 
 def sha(data: bytes) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import (
     published_versions,
 )
 
-from helpers import REPO
+from helpers import REPO, run_collection_module
 
 MODULES = REPO / "collections/ansible_collections/tfs_fleet/common/plugins/modules"
 STAGING = ".tfs-fleet-incoming-"
@@ -36,15 +34,7 @@ DATA = {
 
 
 def run(module: str, args: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    args_file = tmp_path / f"args-{module}.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
-    proc = subprocess.run(
-        [sys.executable, str(MODULES / f"{module}.py"), str(args_file)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
-    )  # fmt: skip
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    return run_collection_module(module, args, tmp_path)
 
 
 def sha(data: bytes) -> str:

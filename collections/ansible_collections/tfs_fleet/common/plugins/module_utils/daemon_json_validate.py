@@ -13,7 +13,6 @@ Pure Python (of Ansible, only what module_utils/preflight.py imports), for the m
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import subprocess
@@ -22,9 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.tfs_fleet.common.plugins.module_utils.preflight import (
-    DAEMON_JSON_SCHEMA,
     Problems,
-    check_daemon_json,
+    check_daemon_options,
 )
 
 # The first Docker release whose dockerd has --validate.
@@ -40,17 +38,7 @@ def schema_problems(settings: Mapping[str, Any], variable: str) -> list[str]:
     """The problems of ``settings`` (top-level daemon.json keys) against DAEMON_JSON_SCHEMA, one
     sentence each, naming ``variable.key``."""
     p = Problems()
-    for key, value in settings.items():
-        where = f"{variable}.{key}"
-        if key in DAEMON_JSON_SCHEMA:
-            check_daemon_json(p, where, value, DAEMON_JSON_SCHEMA[key])
-            continue
-        close = difflib.get_close_matches(str(key), sorted(DAEMON_JSON_SCHEMA), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        p.note(
-            f"{where}: dockerd has no such daemon.json key{hint}; it accepts the keys of its "
-            "daemon.json reference (DAEMON_JSON_SCHEMA in module_utils/preflight.py)."
-        )
+    check_daemon_options(p, settings, variable)
     return p.items
 
 

@@ -838,8 +838,15 @@ def check_docker(p: Problems, values: Mapping[str, Any]) -> None:
     if not isinstance(options, Mapping):
         p.add("docker_daemon_options", options, "a dictionary of daemon.json keys")
         return
+    check_daemon_options(p, options, "docker_daemon_options")
+
+
+def check_daemon_options(p: Problems, options: Mapping[str, Any], variable: str) -> None:
+    """Each top-level daemon.json key of ``options`` against DAEMON_JSON_SCHEMA, the problems
+    named ``variable.key`` (an unknown key with a did-you-mean). The preflight's check, and the
+    docker_daemon_json module's on an engine without dockerd --validate."""
     for key, value in options.items():
-        where = f"docker_daemon_options.{key}"
+        where = f"{variable}.{key}"
         if key in DAEMON_JSON_SCHEMA:
             check_daemon_json(p, where, value, DAEMON_JSON_SCHEMA[key])
             continue
