@@ -33,6 +33,8 @@ from tfs_fleet import manifest as controller_manifest
 from helpers import ansible_playbook
 
 MANIFEST = "tfs_fleet_manifest.json"
+# The models role's publish record of each version, beside it in the model directory.
+RECORD = ".tfs-fleet-published-"
 
 
 def sha(data: bytes) -> str:
@@ -745,9 +747,17 @@ def test_the_role_deploys_user_savedmodels_and_restores_through_the_check(
         report = json.loads(proc.stdout) if proc.stdout.startswith("{") else {}
         return proc.returncode, report.get("stats", {}).get("local", {}), proc.stdout[-4000:]
 
+    def served() -> list[str]:
+        """The model directory without the publish records beside the versions."""
+        return sorted(p.name for p in models.iterdir() if not p.name.startswith(RECORD))
+
     rc, stats, out = role([1, 2])
     assert rc == 0, out
-    assert sorted(p.name for p in models.iterdir()) == ["1", "2"]
+    assert served() == ["1", "2"]
+    assert sorted(p.name for p in models.iterdir() if p.name.startswith(RECORD)) == [
+        f"{RECORD}1.json",
+        f"{RECORD}2.json",
+    ]
     assert tree(models / "1") == tree(base / "m" / "0001")  # as it is: nothing added
     assert tree(models / "2") == tree(base / "m" / "2")
     rc, stats, out = role([1, 2])
@@ -755,7 +765,7 @@ def test_the_role_deploys_user_savedmodels_and_restores_through_the_check(
 
     rc, stats, out = role([2, 3])
     assert rc == 0, out
-    assert sorted(p.name for p in models.iterdir()) == ["2", "3"]
+    assert served() == ["2", "3"]
     assert tree(models / "3") == tree(base / "m" / "3")  # our manifest travels with it
     assert sorted(p.name for p in retired.iterdir()) == ["1"]
 
@@ -769,7 +779,7 @@ def test_the_role_deploys_user_savedmodels_and_restores_through_the_check(
 
     rc, stats, out = role([1, 2])
     assert rc == 0, out
-    assert sorted(p.name for p in models.iterdir()) == ["1", "2"]  # no staging directory left
+    assert served() == ["1", "2"]  # no staging directory left
     assert tree(models / "1") == tree(base / "m" / "0001")  # repaired from the controller
     assert sorted(p.name for p in retired.iterdir()) == ["3"]
     rc, stats, out = role([1, 2])
