@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_runtime as hr
 from lbharness import Lb, module, render, running_lb, server_entry
 from toolkit_helpers import export_demo
 from toolkit_serving_server import Serving, load_model
@@ -146,6 +147,22 @@ def test_drain_and_undrain_through_the_runtime_api(lb: Lb) -> None:
     ready = module({**common, "state": "ready", "wait": "up", "timeout": 20})
     assert ready["changed"] and [r["status"] for r in ready["servers"]] == ["UP", "UP"], ready
     assert time.monotonic() - start < 20
+
+
+def test_the_module_reads_the_admin_state_of_a_drain_by_hand(lb: Lb) -> None:
+    """Issue 23: an operator's `set server tfs_rest/h2 state drain` on the runtime API is read
+    back as drain for the REST server and the gRPC one that tracks it; nothing is set."""
+    pairs = [{"backend": b, "server": s} for s in ("h1", "h2") for b in (REST, GRPC)]
+    assert hr.command(lb.socket, f"set server {REST}/h2 state drain").strip() == ""
+    try:
+        read = module({"socket": lb.socket, "servers": pairs})
+        assert not read["changed"] and read["commands"] == [], read
+        assert read["admin"] == {
+            f"{REST}/h1": "ready", f"{GRPC}/h1": "ready",
+            f"{REST}/h2": "drain", f"{GRPC}/h2": "drain",
+        }, read  # fmt: skip
+    finally:
+        hr.command(lb.socket, f"set server {REST}/h2 state ready")
 
 
 def test_the_module_reports_missing_servers_and_waits_bounded(

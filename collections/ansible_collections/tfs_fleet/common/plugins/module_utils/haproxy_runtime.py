@@ -84,6 +84,20 @@ def needs_change(flags: int, state: str) -> bool:
     raise ValueError(state)
 
 
+ADMF_ANY_MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_CMAINT | ADMF_RMAINT | ADMF_HMAINT
+ADMF_ANY_DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
+
+
+def admin_state(flags: int) -> str:
+    """What the server's admin state amounts to, forced or inherited from the server it tracks:
+    maint, drain or ready."""
+    if flags & ADMF_ANY_MAINT:
+        return "maint"
+    if flags & ADMF_ANY_DRAIN:
+        return "drain"
+    return "ready"
+
+
 def describe(row: dict[str, Any]) -> str:
     return (
         f"{row.get('pxname')}/{row.get('svname')}: status {row.get('status')}, "

@@ -8,7 +8,10 @@ read by everyone else (the rollout's snapshot and rollback, the drift metrics).
     {"current":  {"image": ..., "image_id": ..., "containers": [...], "models": {name: [v, ...]},
                   "labels": {name: {label: v}}, "recorded_utc": ..., "recorded_by": ...},
      "previous": <the current before the last change>,
-     "history":  [<previous>, <the one before>, ...]}   (newest first, bounded)
+     "history":  [<previous>, <the one before>, ...],   (newest first, bounded)
+     "drained":  {"by": "tfs-fleet", "reason": ..., "at": ..., "hold": false}}   (only while
+                 the tool holds the host drained on the load balancers: set by its drain, gone
+                 after its undrain; hold: left drained on purpose after a failed change)
 
 Pure Python, for Python 3.8 and later (it runs on the managed hosts)."""
 
@@ -21,6 +24,8 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import 
 
 # Keys that say when and by whom a state was recorded; they are no part of the state.
 STAMP_KEYS = ("recorded_utc", "recorded_by")
+# Who drained a host, in the record's drain note: only the tool's own drains are undone by it.
+DRAINED_BY = "tfs-fleet"
 
 
 def state_of(entry: Any) -> dict[str, Any]:
@@ -39,7 +44,38 @@ def normalise(record: Any) -> dict[str, Any]:
     history = [h for h in record.get("history", []) if isinstance(h, dict)]
     if previous and not history:
         history = [previous]
-    return {"current": current, "previous": history[0] if history else {}, "history": history}
+    out = {"current": current, "previous": history[0] if history else {}, "history": history}
+    drained = record.get("drained")
+    if isinstance(drained, dict) and drained:
+        out["drained"] = drained
+    return out
+
+
+def set_drained(record: Any, note: dict[str, Any] | None, at: str) -> tuple[dict[str, Any], bool]:
+    """The record with its drain note set (``note``: reason, hold) or cleared (``note`` empty);
+    (record, changed). The current state and the history are untouched. A note with the same
+    reason and hold is kept as it was (its time too), so a re-run changes nothing."""
+    out = normalise(record)
+    old = out.get("drained", {})
+    if not note:
+        out.pop("drained", None)
+        return out, bool(old)
+    unknown = set(note) - {"reason", "hold"}
+    if unknown:
+        raise ValueError(f"drained: unknown key(s) {', '.join(sorted(unknown))} (reason, hold)")
+    wanted = {"reason": str(note.get("reason") or ""), "hold": bool(note.get("hold", False))}
+    if not wanted["reason"]:
+        raise ValueError("drained: a reason is needed (why the host is drained)")
+    if old.get("by") == DRAINED_BY and all(old.get(k) == v for k, v in wanted.items()):
+        return out, False
+    out["drained"] = {"by": DRAINED_BY, **wanted, "at": at}
+    return out, True
+
+
+def drained_by_us(record: Any) -> dict[str, Any]:
+    """The record's drain note when the tool set it, else {}."""
+    note = normalise(record).get("drained", {})
+    return note if note.get("by") == DRAINED_BY else {}
 
 
 def apply(
@@ -60,6 +96,7 @@ def apply(
     before = state_of(old["current"])
     if before and same(wanted, before):
         return old, False
+    extra = {"drained": old["drained"]} if "drained" in old else {}
     history = old["history"]
     # A state that only gains keys it never had is being completed (the models role wrote its
     # part, the serving role adds the image): not a new state, no history entry.
@@ -72,4 +109,5 @@ def apply(
         "current": new_current,
         "previous": history[0] if history else {},
         "history": history,
+        **extra,
     }, True

@@ -87,6 +87,13 @@ servers:
   returned: always
   type: list
   elements: dict
+admin:
+  description:
+    - The admin state of each server in O(servers) before this task set any, as
+      C({"<backend>/<server>": "ready|drain|maint"}) (forced or inherited from a tracked server).
+      Empty when skipped (missing=skip). Without O(state) and O(wait), the task only reads it.
+  returned: always
+  type: dict
 commands:
   description: The commands sent.
   returned: always
@@ -148,7 +155,13 @@ def main() -> None:
                 )
             out.append((item["backend"], item["server"]))
     wanted = pairs["servers"]
-    result: dict = {"changed": False, "servers": [], "commands": [], "waited_s": 0.0}
+    result: dict = {
+        "changed": False,
+        "servers": [],
+        "admin": {},
+        "commands": [],
+        "waited_s": 0.0,
+    }
     if not os.path.exists(p["socket"]):
         if p["missing"] == "skip":
             module.exit_json(skipped_reason=f"no HAProxy runtime socket at {p['socket']}", **result)
@@ -169,6 +182,9 @@ def main() -> None:
                     **result,
                 )
             module.fail_json(msg=f"not in the HAProxy configuration: {', '.join(absent)}", **result)
+        result["admin"] = {
+            f"{b}/{s}": hr.admin_state(hr.admin_flags(states[(b, s)])) for b, s in wanted
+        }
         if p["state"]:
             for backend, server in wanted:
                 if hr.needs_change(hr.admin_flags(states[(backend, server)]), p["state"]):

@@ -17,7 +17,11 @@ description:
   - With O(update), sets those keys of C(current); every other key is kept. When the state is
     unchanged nothing is written (a re-run reports no change); a changed state moves the old
     C(current) to the front of the history and stamps the new one with the time and O(by).
-  - Without O(update), only reads (a missing file is an empty record).
+  - With O(drained), sets the record's drain note (C(drained) - C(by) tfs-fleet, C(reason),
+    C(at), C(hold)) or, with an empty O(drained), removes it. The roles that drain a host on the
+    load balancers write it before they drain and remove it after they undrain; a normal run
+    puts back only hosts whose note says the tool drained them and not to hold them.
+  - Without O(update) and O(drained), only reads (a missing file is an empty record).
   - Concurrent writers on one host are serialized by a lock file next to O(path); the new
     content replaces the file atomically.
 options:
@@ -33,6 +37,12 @@ options:
     description: Who records the change (a role name), kept in C(current.recorded_by).
     type: str
     default: ""
+  drained:
+    description:
+      - The drain note to set, C({reason, hold}) (C(hold) true - left drained on purpose, e.g.
+        after a failed change, so no run puts it back), or V({}) to remove it. Omitted, the note
+        is left as it is. A note with the same reason and hold is not rewritten.
+    type: dict
   history:
     description: How many earlier states to keep.
     type: int
@@ -51,6 +61,11 @@ EXAMPLES = r"""
 - name: Read the record
   tfs_fleet.common.host_record:
   register: record
+
+- name: Note that the tool drained the host (before the drain)
+  tfs_fleet.common.host_record:
+    drained:
+      reason: rollout 20260102T030405Z
 """
 
 RETURN = r"""
@@ -66,13 +81,21 @@ previous:
   description: The state before the last change (empty when there is none).
   returned: always
   type: dict
+drained:
+  description: The record's drain note (C(by), C(reason), C(at), C(hold)); empty when none.
+  returned: always
+  type: dict
 """
 
 import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.tfs_fleet.common.plugins.module_utils.host_record import apply, normalise
+from ansible_collections.tfs_fleet.common.plugins.module_utils.host_record import (
+    apply,
+    normalise,
+    set_drained,
+)
 from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
     JsonFileError,
     file_diff,
@@ -91,13 +114,15 @@ def main() -> None:
             "update": {"type": "dict", "default": {}},
             "by": {"type": "str", "default": ""},
             "history": {"type": "int", "default": 10},
+            "drained": {"type": "dict"},
         },
         supports_check_mode=True,
     )
     path: str = module.params["path"]
     update: dict = module.params["update"]
+    drained: dict | None = module.params["drained"]
     try:
-        if not update:
+        if not update and drained is None:
             text, _ = read(path)
             record = normalise(parse_object(text, path))
             module.exit_json(changed=False, record=record, **_parts(record))
@@ -108,13 +133,14 @@ def main() -> None:
             fd = lock(path)
         try:
             text, mode = read(path)
-            stamp = {
-                "recorded_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),  # noqa: UP017 (Python 3.8 hosts)
-                "recorded_by": module.params["by"],
-            }
-            record, changed = apply(
-                parse_object(text, path), update, stamp, module.params["history"]
-            )
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat()  # noqa: UP017 (Python 3.8 hosts)
+            stamp = {"recorded_utc": now, "recorded_by": module.params["by"]}
+            record, changed = normalise(parse_object(text, path)), False
+            if update:
+                record, changed = apply(record, update, stamp, module.params["history"])
+            if drained is not None:
+                record, noted = set_drained(record, drained, now)
+                changed = changed or noted
             result = {"changed": changed, "record": record, **_parts(record)}
             if module._diff:
                 result["diff"] = file_diff(path, text, render(record) if changed else text)
@@ -129,7 +155,11 @@ def main() -> None:
 
 
 def _parts(record: dict) -> dict:
-    return {"current": record["current"], "previous": record["previous"]}
+    return {
+        "current": record["current"],
+        "previous": record["previous"],
+        "drained": record.get("drained", {}),
+    }
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""Verifier of molecule/tfserving_lb's side_effect (issue 23): what HAProxy and the serving
+host's deployment record said at each step, as side_effect.yml wrote it."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+testinfra_hosts = ["tfs-fleet-mlb-lb"]
+SERVING = "tfs-fleet-mlb-1"
+REST, GRPC = f"tfs_rest/{SERVING}", f"tfs_grpc/{SERVING}"
+
+
+@pytest.fixture(scope="module")
+def seen():
+    path = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "drain-side-effect.json"
+    return json.loads(path.read_text())
+
+
+def test_a_bad_image_fails_before_the_drain_naming_the_variable(host, seen):
+    for key in ("missing_tag", "bad_tag"):
+        msg = seen[key]
+        assert "failed before any drain" in msg or "Nothing was drained" in msg, (key, msg)
+        assert "tfserving_image" in msg, (key, msg)
+    assert "not a Docker tag" in seen["bad_tag"], seen["bad_tag"]
+    assert "no-such-tag" in seen["missing_tag"], seen["missing_tag"]
+    after = seen["states"]["a"]
+    assert after["admin"] == {REST: "ready", GRPC: "ready"}, after
+    assert after["status"] == ["UP", "UP"], after
+    assert after["drained"] == {}, after
+
+
+def test_a_drain_the_tool_left_is_undone_by_the_next_normal_run(host, seen):
+    drained = seen["states"]["b_drained"]
+    assert drained["admin"] == {REST: "drain", GRPC: "drain"}, drained
+    assert drained["drained"]["by"] == "tfs-fleet", drained
+    assert "failed after the drain" in drained["drained"]["reason"], drained
+    after = seen["states"]["b_after"]
+    assert after["admin"] == {REST: "ready", GRPC: "ready"}, after
+    assert after["status"] == ["UP", "UP"], after
+    assert after["drained"] == {}, after
+
+
+def test_a_drain_by_hand_stays_and_is_reported(host, seen):
+    after = seen["states"]["c_after"]
+    assert after["admin"] == {REST: "drain", GRPC: "drain"}, after
+    assert after["drained"] == {}, after
+    assert seen["lb_kept"] == [{"host": SERVING, "servers": [REST, GRPC], "why": "operator"}], seen
