@@ -129,12 +129,14 @@ COLLECTION_MODULES = REPO / "collections/ansible_collections/tfs_fleet/common/pl
 
 
 def run_collection_module(
-    module: str, args: Mapping[str, Any], tmp_path: Path
+    module: str, args: Mapping[str, Any], tmp_path: Path, check: bool = False
 ) -> tuple[int, dict[str, Any]]:
     """Run one of the collection's modules as Ansible ships it (the module file with the
-    collection's module_utils importable) on ``args``; its exit code and JSON result."""
+    collection's module_utils importable) on ``args``, in check mode when asked; its exit code
+    and JSON result."""
     args_file = tmp_path / f"args-{module}.json"
-    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(args)}))
+    payload = {**args, **({"_ansible_check_mode": True} if check else {})}
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
     env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
     proc = subprocess.run(
         [sys.executable, str(COLLECTION_MODULES / f"{module}.py"), str(args_file)],

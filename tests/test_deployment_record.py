@@ -4,9 +4,6 @@ filters that read what a host serves and decide the rollout (filter/deployment.p
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.tfs_fleet.common.plugins.filter import deployment, verify
 from ansible_collections.tfs_fleet.common.plugins.module_utils import host_record
 
-from helpers import REPO
+from helpers import REPO, run_collection_module
 
 STAMP = {"recorded_utc": "2026-12-02T00:00:00+00:00", "recorded_by": "test"}
 MODULE = REPO / "collections/ansible_collections/tfs_fleet/common/plugins/modules/host_record.py"
@@ -78,15 +75,7 @@ def test_stamp_keys_cannot_be_set_by_a_role() -> None:
 
 
 def run_module(args: dict[str, Any], tmp_path: Path, check: bool = False) -> dict[str, Any]:
-    payload: dict[str, Any] = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check}}
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps(payload))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
-    proc = subprocess.run(
-        [sys.executable, str(MODULE), str(args_file)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
-    return json.loads(proc.stdout)
+    return run_collection_module("host_record", args, tmp_path, check)[1]
 
 
 def test_module_writes_reads_and_is_idempotent(tmp_path: Path) -> None:

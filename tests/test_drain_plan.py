@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_ru
 from ansible_collections.tfs_fleet.common.plugins.module_utils import host_record
 from ansible_collections.tfs_fleet.common.plugins.module_utils.lb_drain import plan
 
-from helpers import BIN, REPO
+from helpers import BIN, REPO, run_collection_module
 
 MODULE = REPO / "collections/ansible_collections/tfs_fleet/common/plugins/modules/host_record.py"
 BACKENDS = ["tfs_rest", "tfs_grpc"]
@@ -77,15 +76,7 @@ def test_a_note_by_someone_else_is_not_ours_and_a_note_needs_a_reason() -> None:
 
 
 def run_module(args: dict[str, Any], tmp_path: Path, check: bool = False) -> dict[str, Any]:
-    payload = {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check}}
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps(payload))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "collections")}
-    proc = subprocess.run(
-        [sys.executable, str(MODULE), str(args_file)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
-    return json.loads(proc.stdout)
+    return run_collection_module("host_record", args, tmp_path, check)[1]
 
 
 def test_the_module_notes_and_clears_the_drain_idempotently(tmp_path: Path) -> None:
