@@ -18,6 +18,7 @@ a fleet costs here (README, Tests)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet import (
     FRONT_MODELS,
+    PLAYBOOK_LOGS,
     REPO,
     Fleet,
     FrontDoor,
@@ -47,6 +49,7 @@ SETUP_TIMINGS: dict[str, float] = {}
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     start = time.monotonic()
+    shutil.rmtree(PLAYBOOK_LOGS, ignore_errors=True)  # this session's runs only
     create_fleet()
     runs = REPO / "artifacts" / "rollout" / "tests"
     the_fleet = Fleet(export_base=tmp_path_factory.mktemp("export"), runs_dir=runs)

@@ -48,6 +48,7 @@ IMAGE = "tfs-fleet/serving-standin:latest"
 MODELS_DIR = f"/srv/tfserving/models/{MODEL}"
 RETIRED_DIR = f"/srv/tfserving/retired/{MODEL}"
 NO_RETRY = RetryPolicy(attempts=1)
+PLAYBOOK_LOGS = REPO / "artifacts" / "fleet" / "playbooks"
 
 
 def grpc_port(host: str) -> int:
@@ -77,13 +78,26 @@ def playbook(
     """Run ansible-playbook against the rollout fleet (with the fleet's vault password file and
     vaulted sudo password unless become_args says otherwise); returns its output and recap."""
     start = time.monotonic()
+    argv = [str(BIN / "ansible-playbook"), *(BECOME_ARGS if become_args is None else become_args),
+            *args]  # fmt: skip
     proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), *(BECOME_ARGS if become_args is None else become_args),
-         *args],
-        capture_output=True, text=True, cwd=REPO, env={**env(), **(extra_env or {})},
+        argv, capture_output=True, text=True, cwd=REPO, env={**env(), **(extra_env or {})},
         timeout=timeout,
     )  # fmt: skip
-    return Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+    run = Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+    _keep_log(argv, run)
+    return run
+
+
+def _keep_log(argv: Sequence[str], run: Run) -> None:
+    """Each playbook run's output in artifacts/fleet/playbooks/ (numbered in the order they ran),
+    for a failure in CI and for the time each task took (ANSIBLE_CALLBACKS_ENABLED=
+    ansible.posix.profile_tasks in the environment of `make test-fleet` adds it)."""
+    PLAYBOOK_LOGS.mkdir(parents=True, exist_ok=True)
+    number = len(list(PLAYBOOK_LOGS.glob("*.log"))) + 1
+    name = next((Path(a).stem for a in argv if a.endswith(".yml") and not a.startswith("@")), "run")
+    header = f"# {' '.join(argv)}\n# rc={run.rc} seconds={run.seconds:.1f}\n"
+    (PLAYBOOK_LOGS / f"{number:03d}-{name}.log").write_text(header + run.output)
 
 
 @dataclass
