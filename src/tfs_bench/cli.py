@@ -23,7 +23,9 @@ from tfs_bench.server import MODEL, REPO, BenchError, Standin, export_demo
 # The parts in the order they run: the ones on loopback first, then the fleet's (one fleet,
 # created and converged once for all of them; the sync comes last: it leaves a 1 GiB version on
 # the first host), then the control plane's on light SSH hosts of its own (no bench fleet).
-LOCAL_PARTS = ("client_vs_stub", "cold_start", "swap")
+LOCAL_PARTS = ("client_vs_stub", "cold_start", "swap", "big_predict")
+# The local parts that share one stand-in; big_predict starts a fresh one of its own.
+SHARED_STANDIN_PARTS = ("client_vs_stub", "cold_start", "swap")
 FLEET_PARTS = ("rerun", "rollout", "sync")
 DOCKER_PARTS = ("control_plane",)
 PARTS = LOCAL_PARTS + FLEET_PARTS + DOCKER_PARTS
@@ -34,6 +36,7 @@ PART_FIGURES = {
     "client_vs_stub": ["client_vs_stub_ratio"],
     "cold_start": ["smoke_cold_start_ratio"],
     "swap": ["swap_failed_requests", "swap_p99_ratio"],
+    "big_predict": ["big_predict_peak_rss_gib"],
     "rerun": ["rerun_1host_s", "rerun_6host_s", "rerun_scaling_ratio", "rerun_vs_stock_ratio"],
     "rollout": ["rollout_failed_requests", "rollout_p99_ratio"],
     "sync": ["sync_vs_rsync_ratio", "resync_bytes", "resync_vs_full_ratio"],
@@ -50,7 +53,8 @@ DEFAULT_DOC = REPO / "docs" / "bench.md"
 
 EPILOG = f"""\
 Measures, side by side in one run, the figures that need no fleet ({", ".join(LOCAL_PARTS)})
-against the serving stand-in (src/tfs_standin, not TF Serving) on loopback ports, then the
+against the serving stand-in (src/tfs_standin, not TF Serving) on loopback ports (big_predict:
+the peak memory of a fresh stand-in of its own serving one 400 MB gRPC Predict), then the
 fleet's ({", ".join(FLEET_PARTS)}) on a sandbox fleet of its own (TFS_FLEET_SANDBOX=bench:
 --fleet-hosts serving hosts and, for rollout, the load balancer host; SSH 127.0.0.1:37400+n,
 gRPC 37500+n, REST 37600+n), created and converged once with site.yml over SSH, and removed at
@@ -287,6 +291,31 @@ def _local_parts(
     progress: Progress,
     timings: dict[str, float],
 ) -> bool:
+    """client_vs_stub, cold_start, swap on one stand-in on loopback, then big_predict on a
+    fresh stand-in of its own (same model base: its peak memory is for that request alone)."""
+    from tfs_bench.big_predict import big_predict
+
+    ok = True
+    if any(part in SHARED_STANDIN_PARTS for part in args.parts):
+        ok &= _shared_standin_parts(args, manifest, figures, plotted, progress, timings)
+    if "big_predict" in args.parts:
+
+        def run_big() -> list[Figure]:
+            log = args.out / "big_predict-standin.log"
+            return [big_predict(manifest.parent.parent, log, progress=progress)]
+
+        ok &= _measure("big_predict", run_big, figures, progress, timings)
+    return ok
+
+
+def _shared_standin_parts(
+    args: argparse.Namespace,
+    manifest: Path,
+    figures: dict[str, Figure],
+    plotted: list[Path],
+    progress: Progress,
+    timings: dict[str, float],
+) -> bool:
     """client_vs_stub, cold_start, swap on a stand-in of their own on loopback."""
     from tfs_bench import plots
     from tfs_bench.client_ratio import client_vs_stub
@@ -297,7 +326,7 @@ def _local_parts(
         server = Standin(manifest.parent.parent, args.out / "standin.log").start()
     except BenchError as exc:
         progress(f"stand-in FAILED: {exc}")
-        _fail_parts([p for p in args.parts if p in LOCAL_PARTS], figures, str(exc))
+        _fail_parts([p for p in args.parts if p in SHARED_STANDIN_PARTS], figures, str(exc))
         return False
     progress(f"stand-in serving on gRPC {server.grpc_target}, REST {server.rest_target}")
     ok = True
