@@ -169,11 +169,15 @@ test-lint: venv
 test-typecheck: venv
 	$(TIMED) typecheck $(MAKE) --no-print-directory typecheck
 
-# DOCKER_HOST points nowhere: a test that needs Docker but lacks the marker fails here.
+# DOCKER_HOST points nowhere: a test that needs Docker but lacks the marker fails here. The tests
+# run in CHECK_WORKERS processes (pytest-xdist; 0 = in pytest's own process): they share no
+# file, port or name, and on 2 cores two workers beside lint keep both cores busy.
+CHECK_WORKERS ?= 2
 .PHONY: test-pytest-check
 test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test that needs no Docker
 	DOCKER_HOST=unix:///nonexistent/tfs-fleet-check.sock \
-	  $(TIMED) pytest-check $(BIN)/pytest -q -p no:cacheprovider -m "$(CHECK_MARKS)" tests
+	  $(TIMED) pytest-check $(BIN)/pytest -q -p no:cacheprovider -n $(CHECK_WORKERS) \
+	  -m "$(CHECK_MARKS)" tests
 
 .PHONY: test-pytest-docker
 test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
