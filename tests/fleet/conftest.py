@@ -71,7 +71,7 @@ def front_door(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> FrontD
     door = FrontDoor(Fleet(export, work / "runs"), library, site=Run(0, "", 0))
     door.export_version(11)
     add_front_door()
-    # Prometheus scrapes every 5 s (its default here 15 s): the metric gate's soak is 45 s.
+    # Prometheus scrapes every 5 s (its default here 15 s): the metric gate soaks 30 s (6 scrapes).
     door.site = playbook(
         *door.site_args("-e", "tfserving_monitoring_scrape_interval=5s"), timeout=2400
     )

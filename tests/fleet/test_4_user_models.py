@@ -31,7 +31,15 @@ import urllib.request
 
 import pytest
 from fleet import CANARY, HOSTS, Fleet, Run, host_versions, in_host, playbook, rest_port
-from fleet_users import MODELS_VAR, ONE_BATCH, RETIRED, SERVED, USER_MODELS, make
+from fleet_users import (
+    MODELS_VAR,
+    ONE_BATCH,
+    RETIRED,
+    SERVED,
+    SMOKE_GATE_ONLY,
+    USER_MODELS,
+    take,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
@@ -112,8 +120,10 @@ def test_site_deploys_user_models_as_they_are(users: Fleet) -> None:
 
 
 def test_new_user_version_passes_the_gate(users: Fleet) -> None:
-    make(users.export_base, "--models", "mnist_tf1", "--version", "2", "--warmup")
-    run = users.rollout("-e", MODELS_VAR, "-e", ONE_BATCH, run_id="user-mnist-v2")
+    take(users.export_base, "mnist_tf1-2-warmup", "mnist_tf1", 2)
+    run = users.rollout(
+        "-e", MODELS_VAR, "-e", ONE_BATCH, "-e", SMOKE_GATE_ONLY, run_id="user-mnist-v2"
+    )  # fmt: skip
     assert run.rc == 0, run.tail()
     for host in HOSTS:
         assert available(host, "mnist_tf1") == [2], host
@@ -138,10 +148,10 @@ def test_broken_user_versions_stop_at_the_canary(users: Fleet) -> None:
     models = [model for model, *_ in BROKEN]
     before = {(h, m): (served_dirs(h, m), available(h, m)) for h in HOSTS for m in models}
     for model, variant, _, version in BROKEN:
-        make(users.export_base, "--models", model, "--version", str(version), "--variant", variant)
+        take(users.export_base, f"{model}-{version}-{variant}", model, version)
     run_id = f"user-broken-{time.time_ns()}"
     try:
-        run = users.rollout("-e", MODELS_VAR, run_id=run_id)
+        run = users.rollout("-e", MODELS_VAR, "-e", SMOKE_GATE_ONLY, run_id=run_id)
     finally:
         # The fix: the broken exports are withdrawn.
         for model, _, _, version in BROKEN:

@@ -90,7 +90,9 @@ def test_site_through_ansible_runner_changes_nothing(users: Fleet, tmp_path: Pat
     # for every host, and the artifacts directory with the job's stdout.
     events = list(runner.events)
     kinds = [e["event"] for e in events]
-    assert kinds[-1] == "playbook_on_stats" or "playbook_on_stats" in kinds[-3:], kinds[-5:]
+    # (A callback that prints after the recap, as profile_tasks does, adds only verbose events.)
+    at = [i for i, kind in enumerate(kinds) if kind == "playbook_on_stats"]
+    assert len(at) == 1 and set(kinds[at[0] + 1 :]) <= {"verbose"}, kinds[-5:]
     hosts_with_results = {
         e["event_data"].get("host") for e in events if e["event"] == "runner_on_ok"
     }
