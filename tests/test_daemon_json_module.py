@@ -441,3 +441,88 @@ def test_the_previous_copy_stays_the_file_before_the_first_pending_change(tmp_pa
         {"path": str(path), "settings": {"log-level": "info"}, "keep_previous": False}
     )
     assert rc == 0 and "previous_file" not in result
+
+
+# ---- what the running engine needs (issue 24 item 1; module_utils/docker_reload.py) -------
+
+
+def test_a_reloadable_change_asks_for_a_reload_with_the_engines_version(tmp_path: Path) -> None:
+    bin_dir = fake_dockerd(tmp_path, OLD_ENGINE, has_validate=False)
+    path = tmp_path / "daemon.json"
+    path.write_text('{"labels": ["admin"], "log-driver": "json-file"}')
+    args = {"path": str(path), "settings": {"max-concurrent-downloads": 4}}
+    rc, result = run_module(args, "--check", path_dir=bin_dir)
+    assert rc == 0 and result["changed"] is True, result
+    assert (result["engine_action"], result["reload_keys"], result["restart_keys"]) == (
+        "reload",
+        ["max-concurrent-downloads"],
+        [],
+    )
+    assert result["engine_version"] == OLD_ENGINE
+    rc, result = run_module(args, path_dir=bin_dir)
+    assert rc == 0 and result["engine_action"] == "reload", result
+
+
+def test_a_nested_key_of_a_key_a_reload_ignores_asks_for_a_restart(tmp_path: Path) -> None:
+    bin_dir = fake_dockerd(tmp_path, NEW_ENGINE, has_validate=True)
+    path = tmp_path / "daemon.json"
+    path.write_text('{"log-opts": {"max-size": "10m", "max-file": "3"}}')
+    settings = {"log-opts": {"max-size": "50m"}, "debug": True}
+    rc, result = run_module({"path": str(path), "settings": settings}, path_dir=bin_dir)
+    assert rc == 0, result
+    assert (result["engine_action"], result["restart_keys"], result["reload_keys"]) == (
+        "restart",
+        ["log-opts"],
+        ["debug"],
+    )
+    assert json.loads(path.read_text())["log-opts"] == {"max-size": "50m", "max-file": "3"}
+
+
+def test_an_unchanged_file_needs_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": true}')
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
+    assert rc == 0 and result["changed"] is False, result
+    assert (result["engine_action"], result["restart_keys"], result["reload_keys"]) == (
+        "none",
+        [],
+        [],
+    )
+
+
+def test_a_change_still_pending_is_compared_with_the_file_the_engine_runs_on(
+    tmp_path: Path,
+) -> None:
+    """A restart that never happened (its handler did not run): the previous copy is what the
+    engine runs on, so a later reloadable change still restarts, and a run that changes nothing
+    still reports the restart the engine needs."""
+    bin_dir = fake_dockerd(tmp_path, NEW_ENGINE, has_validate=True)
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": false}')
+    rc, result = run_module(
+        {"path": str(path), "settings": {"log-level": "warn"}}, path_dir=bin_dir
+    )
+    assert rc == 0 and result["engine_action"] == "restart", result
+    rc, result = run_module(
+        {"path": str(path), "settings": {"log-level": "warn", "debug": True}}, path_dir=bin_dir
+    )
+    assert rc == 0 and result["changed"] is True, result
+    assert (result["restart_keys"], result["reload_keys"]) == (["log-level"], ["debug"])
+    rc, result = run_module(
+        {"path": str(path), "settings": {"debug": True}}, "--check", path_dir=bin_dir
+    )
+    assert rc == 0 and result["changed"] is False, result
+    assert result["engine_action"] == "restart" and result["restart_keys"] == ["log-level"]
+    # Once the engine runs on the file (the handler removed the copy): nothing.
+    (tmp_path / "daemon.json.tfs-fleet-previous").unlink()
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}}, path_dir=bin_dir)
+    assert rc == 0 and result["engine_action"] == "none", result
+
+
+def test_an_unreadable_previous_copy_asks_for_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text('{"debug": false}')
+    (tmp_path / "daemon.json.tfs-fleet-previous").write_text("{not json")
+    rc, result = run_module({"path": str(path), "settings": {"debug": True}})
+    assert rc == 0 and result["engine_action"] == "restart", result
+    assert result["restart_keys"] == ["debug"]

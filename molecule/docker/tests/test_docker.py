@@ -24,12 +24,15 @@ def test_dockerd_active_and_enabled(host):
 
 def test_daemon_json_merged_not_overwritten(host):
     config = json.loads(host.file("/etc/docker/daemon.json").content_string)
-    # The role's keys (side_effect's corrected run added debug; its rejected values, steps 1 and
-    # 2, left nothing) and the key that was there before converge: nothing else.
+    # The role's keys (live-restore by default; side_effect's corrected run added log-level and
+    # its reload max-concurrent-downloads; its rejected values, steps 1 and 2, left nothing) and
+    # the key that was there before converge: nothing else.
     assert config == {
         "labels": ["tfs-fleet-test=foreign-key-kept"],
         "log-driver": "json-file",
-        "debug": False,
+        "live-restore": True,
+        "log-level": "info",
+        "max-concurrent-downloads": 4,
     }
     # The engine runs on this file: no previous copy is left to restore.
     assert not host.file("/etc/docker/daemon.json.tfs-fleet-previous").exists
@@ -62,6 +65,46 @@ def test_a_corrected_rerun_restarts_at_once(side_effect, host):
     # No start limit in the way (systemctl reset-failed before the restart).
     assert side_effect["step3"] == ""
     assert host.service("docker").is_running
+
+
+def test_a_key_that_needs_a_restart_restarts_and_live_restore_keeps_the_container(side_effect):
+    engine = side_effect["engine"]
+    assert side_effect["step3_action"] == "restart"
+    before, after = engine["before_restart"], engine["after_restart"]
+    assert before["pid"] != after["pid"] and after["pid"] != "0", engine
+    # live-restore: the probe container ran through the restart (and through step 2's).
+    assert engine["start"]["container"].endswith(" true"), engine
+    assert after["container"] == engine["start"]["container"], engine
+
+
+def test_a_key_dockerd_reloads_is_reloaded_without_a_restart(side_effect):
+    """Issue 24: max-concurrent-downloads changed by a reload (SIGHUP): dockerd's PID and the
+    container's start stay, and dockerd's reload event carries the new value."""
+    engine = side_effect["engine"]
+    assert side_effect["step4_action"] == "reload"
+    assert side_effect["step4"] == ""
+    assert engine["after_reload"]["pid"] == engine["after_restart"]["pid"], engine
+    assert engine["after_reload"]["container"] == engine["start"]["container"], engine
+    events = side_effect["reload_events"]
+    assert events and events[-1]["max-concurrent-downloads"] == "4", events
+    assert events[-1]["live-restore"] == "true", events
+
+
+def test_a_reload_dockerd_refuses_is_undone_without_a_restart(side_effect):
+    engine = side_effect["engine"]
+    assert side_effect["step5_action"] == "reload"
+    msg = side_effect["step5"]
+    assert "did not apply /etc/docker/daemon.json on reload" in msg, msg
+    assert "docker_daemon_options (docker_daemon_options.labels)" in msg, msg
+    assert "previous daemon.json was restored and reloaded" in msg, msg
+    # dockerd's own words, from the journal.
+    assert "conflict labels for tfs-fleet-test=" in msg, msg
+    assert engine["after_refused_reload"]["pid"] == engine["after_restart"]["pid"], engine
+    assert engine["after_refused_reload"]["container"] == engine["start"]["container"], engine
+
+
+def test_live_restore_is_on(host):
+    assert host.check_output("docker info --format '{{.LiveRestoreEnabled}}'") == "true"
 
 
 @pytest.mark.parametrize("user", ["tfsops"])

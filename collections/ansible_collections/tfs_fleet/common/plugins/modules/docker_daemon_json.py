@@ -30,6 +30,12 @@ description:
   - Before the first change, the previous file is kept as C(<path>.tfs-fleet-previous) (see
     O(keep_previous)), for the restart handler of the C(docker) role to restore when the engine
     does not come back.
+  - The module also says in RV(engine_action) what the running engine needs to apply the file,
+    nothing, a reload (SIGHUP, C(systemctl reload docker); containers and dockerd's PID stay) or
+    a restart, from the top-level keys that differ between the file the engine runs on
+    (C(<path>.tfs-fleet-previous) while a change is pending, else the file as it was) and the
+    file this run writes, and from the keys the engine's version reloads (C(dockerd --version);
+    module_utils/docker_reload.py lists them per version, read from moby's daemon/reload.go).
   - Concurrent runs on one host are serialized by a lock file next to O(path)
     (C(.<name>.tfs-fleet.lock)); the new content goes to a unique temporary file in the same
     directory (created exclusively, so a planted link is never followed), is flushed to disk and
@@ -123,6 +129,33 @@ previous_file:
   description: The copy of the file the engine last started with (O(keep_previous)).
   returned: when the content changed and O(keep_previous) is set
   type: str
+engine_action:
+  description:
+    - What the running engine needs to run on the file - V(none), V(reload) (every changed key is
+      one dockerd re-reads on SIGHUP) or V(restart).
+    - Compared with C(<path>.tfs-fleet-previous) where that copy exists (a change not yet
+      applied, such as one whose handler never ran), else with the file before this run; so a
+      pending change is reported although the file itself does not change.
+  returned: always
+  type: str
+  choices: [none, reload, restart]
+restart_keys:
+  description: The changed top-level keys that need a restart (a nested key counts as its
+    top-level key), sorted.
+  returned: always
+  type: list
+  elements: str
+reload_keys:
+  description: The changed top-level keys a reload applies, sorted.
+  returned: always
+  type: list
+  elements: str
+engine_version:
+  description: The first line of C(dockerd --version) on the host; empty without a dockerd, or
+    when nothing changed (dockerd is not asked then). An unknown version counts only the keys
+    every supported version reloads.
+  returned: always
+  type: str
 """
 
 import copy
@@ -136,6 +169,12 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.daemon_json_valid
     Unsupported,
     keys_named,
     schema_problems,
+)
+from ansible_collections.tfs_fleet.common.plugins.module_utils.docker_reload import (
+    NONE,
+    RESTART,
+    Decision,
+    decide,
 )
 from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
     JsonFileError,
@@ -293,8 +332,16 @@ def finish(
         result["diff"] = file_diff(
             path, before_text, render(wanted) if content_changed else before_text
         )
+    engine = Engine(module)
     result["validated_with"] = (
-        validate(module, path, before_text, wanted, settings) if content_changed else ""
+        validate(module, engine, path, before_text, wanted, settings) if content_changed else ""
+    )
+    decision = engine_decision(module, engine, path, current, wanted)
+    result.update(
+        engine_action=decision.action,
+        restart_keys=decision.restart_keys,
+        reload_keys=decision.reload_keys,
+        engine_version=engine.version_text if engine.asked else "",
     )
     if module.check_mode or not result["changed"]:
         return result
@@ -317,8 +364,56 @@ def keep_previous(path: str, before_text: str, mode: int) -> str:
     return previous
 
 
+class Engine:
+    """The host's dockerd, looked up and asked for its version at most once."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self._module = module
+        self._dockerd: Dockerd | None = None
+        self.asked = False
+
+    @property
+    def dockerd(self) -> Dockerd | None:
+        if not self.asked:
+            self.asked = True
+            path = self._module.get_bin_path("dockerd")
+            self._dockerd = Dockerd(path) if path else None
+        return self._dockerd
+
+    @property
+    def version_text(self) -> str:
+        return self.dockerd.version_text if self.dockerd else ""
+
+
+def engine_decision(
+    module: AnsibleModule, engine: Engine, path: str, current: dict, wanted: dict
+) -> Decision:
+    """What the running engine needs: the file it runs on is the previous copy while a change
+    is pending (keep_previous), else the file as it was before this run."""
+    running = current
+    previous = path + PREVIOUS_SUFFIX
+    unreadable = False
+    if module.params["keep_previous"] and os.path.isfile(previous):
+        try:
+            running = parse(read(previous)[0], previous)
+        except DaemonJsonError:
+            unreadable = True  # what the engine runs on is unknown: restart
+    if not unreadable and same(running, wanted):
+        return Decision(NONE, [], [], "")
+    decision = decide(running, wanted, engine.version_text)
+    if unreadable and decision.action != RESTART:
+        keys = decision.restart_keys + decision.reload_keys
+        return Decision(RESTART, sorted(keys) or [os.path.basename(previous)], [], "")
+    return decision
+
+
 def validate(
-    module: AnsibleModule, path: str, before_text: str, wanted: dict, settings: dict
+    module: AnsibleModule,
+    engine: Engine,
+    path: str,
+    before_text: str,
+    wanted: dict,
+    settings: dict,
 ) -> str:
     """Check the file this run would write; raise DaemonJsonError naming the variable where
     dockerd (or the schema) rejects it. Returns how it was checked."""
@@ -328,20 +423,19 @@ def validate(
         return "none"
     why_schema = "validate: schema"
     if how == "auto":
-        dockerd_path = module.get_bin_path("dockerd")
-        if not dockerd_path:
+        dockerd = engine.dockerd
+        if dockerd is None:
             why_schema = "no dockerd on the host yet"
         else:
-            engine = Dockerd(dockerd_path)
             try:
-                complaint = engine.validate_text(render(wanted), os.path.dirname(path), path)
+                complaint = dockerd.validate_text(render(wanted), os.path.dirname(path), path)
             except Unsupported:
-                why_schema = f"{engine.label} has no --validate"
+                why_schema = f"{dockerd.label} has no --validate"
             else:
                 if complaint is None:
-                    return f"dockerd --validate ({engine.label})"
+                    return f"dockerd --validate ({dockerd.label})"
                 raise DaemonJsonError(
-                    rejected(engine, path, before_text, settings, name, complaint)
+                    rejected(dockerd, path, before_text, settings, name, complaint)
                 )
     problems = schema_problems(settings, name)
     if problems:
