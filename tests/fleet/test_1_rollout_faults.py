@@ -307,7 +307,8 @@ def test_unreachable_host_mid_rollout(fleet: Fleet, library: Path) -> None:
     for host in (CANARY, other):
         assert available_versions(host) == [4], host
     assert load.failures == [], load.failures[:5]
-    rerun = fleet.rollout("-e", settings, run_id="s3-rerun")
+    # The re-run in one batch: the host that missed the update catches up, the others are kept.
+    rerun = fleet.rollout("-e", ONE_BATCH, run_id="s3-rerun")
     TIMINGS["s3_unreachable"] = time.monotonic() - start
     assert rerun.rc == 0, rerun.tail()
     assert statuses(fleet.report("s3-rerun")) == {

@@ -25,7 +25,7 @@ FLEET = os.environ.get("TFS_FLEET_SANDBOX", "mmon")
 SERVING = f"tfs-fleet-{FLEET}-1"
 MONITORING = f"tfs-fleet-{FLEET}-90"
 STANDIN = os.environ.get("TFS_FLEET_STANDIN_REF") or "tfs-fleet/serving-standin:latest"
-PORT_BASE = int(os.environ.get("TFS_FLEET_SANDBOX_PORT_BASE", "28540"))
+PORT_BASE = int(os.environ.get("TFS_FLEET_SANDBOX_PORT_BASE", "28560"))
 
 
 def api(path: str, **params: str) -> Any:

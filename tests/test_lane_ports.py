@@ -1,0 +1,57 @@
+"""The Docker stages of `make test` run in two lanes side by side (Makefile TEST_LANE_A/B), so
+the sandbox fleets of the molecule scenarios must not publish the same loopback port. Each
+scenario's ports follow the sandbox's rules (playbooks/sandbox.yml, molecule/shared/sandbox):
+serving host n on gRPC base+n, REST base+100+n and SSH base-100+n; the LB host on the bases
+themselves; the monitoring host on SSH base-100+90 and its Prometheus port."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sandbox_ports(env: dict[str, str]) -> set[int]:
+    grpc = int(env["TFS_FLEET_SANDBOX_PORT_BASE"])
+    rest, ssh = grpc + 100, grpc - 100
+    hosts = int(env.get("TFS_FLEET_SANDBOX_HOSTS", "2"))
+    ports = {base + n for base in (grpc, rest, ssh) for n in range(1, hosts + 1)}
+    if env.get("TFS_FLEET_SANDBOX_LB", "").lower() in ("1", "true"):
+        ports |= {grpc, rest, ssh}
+    if env.get("TFS_FLEET_SANDBOX_MONITORING", "").lower() in ("1", "true"):
+        ports |= {ssh + 90, int(env["TFS_FLEET_SANDBOX_PROMETHEUS_PORT"])}
+    return ports
+
+
+def scenario_envs() -> dict[str, dict[str, str]]:
+    envs = {}
+    for path in sorted(REPO.glob("molecule/*/molecule.yml")):
+        env = (yaml.safe_load(path.read_text()).get("provisioner") or {}).get("env") or {}
+        if "TFS_FLEET_SANDBOX_PORT_BASE" in env:
+            envs[path.parent.name] = {k: str(v) for k, v in env.items()}
+    return envs
+
+
+def test_the_rules_give_the_ports_the_lb_scenario_documents() -> None:
+    env = {"TFS_FLEET_SANDBOX_PORT_BASE": "28530", "TFS_FLEET_SANDBOX_HOSTS": "1",
+           "TFS_FLEET_SANDBOX_LB": "1"}  # fmt: skip
+    assert sandbox_ports(env) == {28430, 28431, 28530, 28531, 28630, 28631}
+    env = {"TFS_FLEET_SANDBOX_PORT_BASE": "28560", "TFS_FLEET_SANDBOX_HOSTS": "1",
+           "TFS_FLEET_SANDBOX_MONITORING": "true",
+           "TFS_FLEET_SANDBOX_PROMETHEUS_PORT": "28590"}  # fmt: skip
+    assert sandbox_ports(env) == {28461, 28561, 28661, 28550, 28590}
+
+
+def test_every_sandbox_scenario_is_found() -> None:
+    assert {"tfserving", "tfserving_lb", "tfserving_monitoring"} <= set(scenario_envs())
+
+
+@pytest.mark.parametrize("pair", list(combinations(sorted(scenario_envs()), 2)), ids=str)
+def test_no_two_sandbox_scenarios_publish_the_same_port(pair: tuple[str, str]) -> None:
+    envs = scenario_envs()
+    first, second = (sandbox_ports(envs[name]) for name in pair)
+    assert not first & second, f"{pair} both publish {sorted(first & second)}"
