@@ -196,7 +196,7 @@ def test_rollout_recreating_every_container_fails_no_request(front_door: FrontDo
     before = container_ids()
     setting = json.dumps({"tfserving_env": {"TFS_FLEET_LB_TEST": str(time.time_ns())}})
     with Load(FRONT) as load:
-        time.sleep(10)
+        time.sleep(5)
         load.mark("during")
         run = front_door.rollouts.rollout(
             *NO_METRIC_GATE, "-e", setting, run_id=f"a-{time.time_ns()}"

@@ -116,7 +116,7 @@ def test_prometheus_scrapes_every_host_of_the_fleet(front_door: FrontDoor) -> No
 
 def test_slow_version_rolled_back_by_the_metric_gate_under_load(front_door: FrontDoor) -> None:
     with Load() as load:
-        time.sleep(20)  # the baseline's traffic in Prometheus before the canary soaks
+        time.sleep(10)  # two scrapes of the baseline's traffic before the canary soaks
         run = rollout(front_door, SLOW_VERSION, "slow")
     assert run.rc != 0, run.tail()
     hosts = {h["host"]: h for h in front_door.rollouts.report("slow")["hosts"]}
@@ -158,7 +158,7 @@ def test_good_version_passes_and_the_drift_shows_the_skew_only_during(
     assert len(before) == len(HOSTS) and len(set(before.values())) == 1, before
     watcher = threading.Thread(target=watch, daemon=True)
     with Load() as load:
-        time.sleep(10)
+        time.sleep(5)
         watcher.start()
         run = rollout(front_door, GOOD_VERSION, "good")
         stop.set()
