@@ -18,6 +18,13 @@ def seen():
     return json.loads(path.read_text())
 
 
+def assert_in_service(state):
+    """Both servers ready and UP on HAProxy, and no drain note in the deployment record."""
+    assert state["admin"] == {REST: "ready", GRPC: "ready"}, state
+    assert state["status"] == ["UP", "UP"], state
+    assert state["drained"] == {}, state
+
+
 def test_a_bad_image_fails_before_the_drain_naming_the_variable(host, seen):
     for key in ("missing_tag", "bad_tag"):
         msg = seen[key]
@@ -25,10 +32,7 @@ def test_a_bad_image_fails_before_the_drain_naming_the_variable(host, seen):
         assert "tfserving_image" in msg, (key, msg)
     assert "not a Docker tag" in seen["bad_tag"], seen["bad_tag"]
     assert "no-such-tag" in seen["missing_tag"], seen["missing_tag"]
-    after = seen["states"]["a"]
-    assert after["admin"] == {REST: "ready", GRPC: "ready"}, after
-    assert after["status"] == ["UP", "UP"], after
-    assert after["drained"] == {}, after
+    assert_in_service(seen["states"]["a"])
 
 
 def test_a_drain_the_tool_left_is_undone_by_the_next_normal_run(host, seen):
@@ -36,10 +40,7 @@ def test_a_drain_the_tool_left_is_undone_by_the_next_normal_run(host, seen):
     assert drained["admin"] == {REST: "drain", GRPC: "drain"}, drained
     assert drained["drained"]["by"] == "tfs-fleet", drained
     assert "failed after the drain" in drained["drained"]["reason"], drained
-    after = seen["states"]["b_after"]
-    assert after["admin"] == {REST: "ready", GRPC: "ready"}, after
-    assert after["status"] == ["UP", "UP"], after
-    assert after["drained"] == {}, after
+    assert_in_service(seen["states"]["b_after"])
 
 
 def test_a_drain_by_hand_stays_and_is_reported(host, seen):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 from ansible_collections.tfs_fleet.common.plugins.module_utils.lb_drain import ACTIONS, plan
+from ansible_collections.tfs_fleet.common.plugins.plugin_utils.controller_action import (
+    ActionError,
+    ControllerAction,
+)
 
 ARGUMENT_SPEC: dict[str, Any] = {
     "action": {"type": "str", "required": True, "choices": list(ACTIONS)},
@@ -19,28 +21,19 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    NAME = "lb_drain_plan"
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        try:
-            _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        except AnsibleActionFail as err:
-            return {**result, "failed": True, "msg": f"lb_drain_plan: {err}"}
+    def compute(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
             found = plan(
                 args["action"], args["servers"], args["backends"], args["admin"], args["records"]
             )
         except (KeyError, ValueError) as err:
-            return {**result, "failed": True, "changed": False, "msg": f"lb_drain_plan: {err}"}
-        warnings = found.pop("warnings")
-        result.update(changed=False, **found)
-        if warnings:
-            result["warnings"] = warnings
-        result["msg"] = (
+            raise ActionError(f"lb_drain_plan: {err}") from err
+        found["msg"] = (
             f"{len(found['undrain'])} server(s) to put back, "
             f"{sum(len(k['servers']) for k in found['kept'])} left drained"
         )
-        return result
+        return found

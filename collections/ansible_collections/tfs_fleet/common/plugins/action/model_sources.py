@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible.errors import AnsibleActionFail
-from ansible.plugins.action import ActionBase
 from ansible_collections.tfs_fleet.common.plugins.module_utils.model_sources import (
     SourceError,
     scan_models,
+)
+from ansible_collections.tfs_fleet.common.plugins.plugin_utils.controller_action import (
+    ActionError,
+    ControllerAction,
 )
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -22,19 +24,14 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    NAME = "model_sources"
+    ARGUMENT_SPEC = ARGUMENT_SPEC
 
-    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        try:
-            _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        except AnsibleActionFail as err:
-            return {**result, "failed": True, "msg": f"model_sources: {err}"}
+    def compute(self, args: dict[str, Any]) -> dict[str, Any]:
         for index, model in enumerate(args["models"]):
             if "name" not in model:
-                return {**result, "failed": True, "msg": f"models[{index}] has no name"}
+                raise ActionError(f"models[{index}] has no name")
         try:
             models, stats, warnings = scan_models(
                 args["export_base"],
@@ -44,15 +41,12 @@ class ActionModule(ActionBase):
                 default_keep=args["default_keep"],
             )
         except SourceError as err:
-            return {**result, "failed": True, "changed": False, "msg": str(err)}
-        result.update(changed=False, models=models, stats=stats)
-        if warnings:
-            result["warnings"] = warnings
+            raise ActionError(str(err)) from err
         found = sum(len(m["versions"]) for m in models.values())
-        result["msg"] = f"{found} version(s) of {len(models)} model(s)" + (
+        msg = f"{found} version(s) of {len(models)} model(s)" + (
             f"; {stats['hashed_versions']} wanted: {stats['hashed_files']} file(s) hashed "
             f"({stats['hashed_bytes']} bytes), {stats['cached_files']} from the cache"
             if args["checksums"]
             else ""
         )
-        return result
+        return {"models": models, "stats": stats, "warnings": warnings, "msg": msg}
