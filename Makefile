@@ -17,15 +17,17 @@ SANDBOX_HOSTS ?= 2
 include $(sort $(wildcard mk/*.mk))
 
 # `make test` runs `check` first (lint, type check, every test that needs no Docker: a few
-# minutes), then the Docker stages in two lanes side by side (each lane's stages one after the
-# other; the two lanes share nothing: every scenario has its own hosts, names and ports), and the
-# fleet stage last, alone (its load tests measure failed requests). Measured times per stage:
-# docs/testing.md. TEST_LANES=1 runs the lanes one after the other instead.
-# The lanes are balanced by the CI run of stop 29 (lane A 596+275+92 s, lane B 133+164+177+265+225 s).
+# minutes), then the Docker stages in three lanes side by side: the fleet stage (the longest, about
+# 28 min alone) and lanes A and B (each lane's stages one after the other). The lanes share
+# nothing: every scenario has its own hosts, container names and loopback ports
+# (tests/test_lane_ports.py), and the fleet's ports are below the kernel's ephemeral range.
+# Measured times per stage: docs/testing.md. TEST_LANES=2 runs lanes A and B side by side and the
+# fleet stage after them, alone; TEST_LANES=1 runs every stage one after the other.
+# Lanes A and B are balanced by the CI run of stop 29 (A 596+275+92 s, B 133+164+177+265+225 s).
 TEST_LANE_A := test-pytest-docker test-molecule-tfserving_lb test-molecule-docker
 TEST_LANE_B := test-molecule-nvidia_container_toolkit test-molecule-tfserving_image \
   test-molecule-nvidia_driver test-molecule-tfserving test-molecule-tfserving_monitoring
-TEST_LANES ?= 2
+TEST_LANES ?= 3
 TEST_CHECK ?= check
 TEST_FLEET ?= test-fleet
 # Not a stage: test-molecule-site (site.yml on 2 hosts with passwordless sudo, 6-8 minutes). The
@@ -104,20 +106,24 @@ demo-down: venv ## Remove the sandbox fleet
 # Each stage's output is also kept in artifacts/stages/STAGE.log; a stage that fails gets a line in
 # the timings even when it failed before its timed command (a prerequisite), and the end of its
 # log is printed after the timings, so the tail of a CI log names the failure.
-test: venv images ## Run every check: `check` first, the Docker stages in two lanes, the fleet stage last
+test: venv images ## Run every check: `check` first, then the fleet stage and the other Docker stages in three lanes
 	@rm -f artifacts/timings.txt; rm -rf artifacts/stages; mkdir -p artifacts/stages
 	@# A failed stage is in artifacts/stages/failed (run_stages): the next ones still run.
 	@export MAKE="$(MAKE)"; start=$$(date +%s); \
 	  scripts/run_stages $(TEST_CHECK) || true; \
 	  scripts/run_stages test-prereqs || true; \
-	  if [ "$(TEST_LANES)" = 1 ]; then \
-	    scripts/run_stages $(TEST_LANE_A) $(TEST_LANE_B) || true; \
-	  else \
-	    scripts/run_stages --quiet $(TEST_LANE_A) & lane_a=$$!; \
-	    scripts/run_stages --quiet $(TEST_LANE_B) & lane_b=$$!; \
-	    wait $$lane_a || true; wait $$lane_b || true; \
-	  fi; \
-	  scripts/run_stages $(TEST_FLEET) || true; \
+	case "$(TEST_LANES)" in \
+	  1) scripts/run_stages $(TEST_LANE_A) $(TEST_LANE_B) $(TEST_FLEET) || true ;; \
+	  2) scripts/run_stages --quiet $(TEST_LANE_A) & lane_a=$$!; \
+	     scripts/run_stages --quiet $(TEST_LANE_B) & lane_b=$$!; \
+	     wait $$lane_a || true; wait $$lane_b || true; \
+	     scripts/run_stages $(TEST_FLEET) || true ;; \
+	  3) scripts/run_stages --quiet $(TEST_FLEET) & lane_f=$$!; \
+	     scripts/run_stages --quiet $(TEST_LANE_A) & lane_a=$$!; \
+	     scripts/run_stages --quiet $(TEST_LANE_B) & lane_b=$$!; \
+	     wait $$lane_f || true; wait $$lane_a || true; wait $$lane_b || true ;; \
+	  *) echo "TEST_LANES must be 1, 2 or 3 (got $(TEST_LANES))"; exit 2 ;; \
+	esac; \
 	  printf '%-28s %-18s %5d s\n' "make test (wall)" "" "$$(( $$(date +%s) - start ))" >>artifacts/timings.txt; \
 	  $(MAKE) --no-print-directory timings; \
 	  for s in $$(cat artifacts/stages/failed 2>/dev/null); do \

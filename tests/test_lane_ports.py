@@ -1,16 +1,21 @@
-"""The Docker stages of `make test` run in two lanes side by side (Makefile TEST_LANE_A/B), so
-the sandbox fleets of the molecule scenarios must not publish the same loopback port. Each
+"""The Docker stages of `make test` run in three lanes side by side (the fleet stage and Makefile
+TEST_LANE_A/B), so the sandbox fleets of the molecule scenarios and the fleet stage's fleet
+(tests/fleet/fleet.py) must not publish the same loopback port. Each
 scenario's ports follow the sandbox's rules (playbooks/sandbox.yml, molecule/shared/sandbox):
 serving host n on gRPC base+n, REST base+100+n and SSH base-100+n; the LB host on the bases
 themselves; the monitoring host on SSH base-100+90 and its Prometheus port."""
 
 from __future__ import annotations
 
+import sys
 from itertools import combinations
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fleet"))
+import fleet  # tests/fleet/fleet.py: the fleet stage's ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,3 +60,27 @@ def test_no_two_sandbox_scenarios_publish_the_same_port(pair: tuple[str, str]) -
     envs = scenario_envs()
     first, second = (sandbox_ports(envs[name]) for name in pair)
     assert not first & second, f"{pair} both publish {sorted(first & second)}"
+
+
+def fleet_stage_ports() -> set[int]:
+    """The fleet stage's 3 hosts, its LB host (on the bases) and its monitoring host (number 90
+    and Prometheus), by the same rules."""
+    env = {"TFS_FLEET_SANDBOX_PORT_BASE": str(fleet.GRPC_BASE),
+           "TFS_FLEET_SANDBOX_HOSTS": str(len(fleet.HOSTS)), "TFS_FLEET_SANDBOX_LB": "1",
+           "TFS_FLEET_SANDBOX_MONITORING": "1",
+           "TFS_FLEET_SANDBOX_PROMETHEUS_PORT": str(fleet.PROMETHEUS_PORT)}  # fmt: skip
+    assert (fleet.REST_BASE, fleet.SSH_BASE) == (fleet.GRPC_BASE + 100, fleet.GRPC_BASE - 100)
+    return sandbox_ports(env)
+
+
+def test_the_fleet_stage_ports_are_below_the_ephemeral_range() -> None:
+    """Outgoing connections of the other lanes (and their free-port picks) never hold them."""
+    ports = fleet_stage_ports()
+    assert len(ports) == 3 * 3 + 3 + 2
+    assert max(ports) < 32768
+
+
+@pytest.mark.parametrize("scenario", sorted(scenario_envs()))
+def test_no_sandbox_scenario_publishes_a_port_of_the_fleet_stage(scenario: str) -> None:
+    shared = sandbox_ports(scenario_envs()[scenario]) & fleet_stage_ports()
+    assert not shared, f"{scenario} and the fleet stage both publish {sorted(shared)}"
