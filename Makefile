@@ -26,7 +26,8 @@ include $(sort $(wildcard mk/*.mk))
 # Lanes A and B are balanced by the CI run of stop 29 (A 596+275+92 s, B 133+164+177+265+225 s).
 TEST_LANE_A := test-pytest-docker test-molecule-tfserving_lb test-molecule-docker
 TEST_LANE_B := test-molecule-nvidia_container_toolkit test-molecule-tfserving_image \
-  test-molecule-nvidia_driver test-molecule-tfserving test-molecule-tfserving_monitoring
+  test-molecule-nvidia_driver test-molecule-tfserving test-molecule-tfserving_monitoring \
+  test-host-change
 TEST_LANES ?= 3
 TEST_CHECK ?= check
 TEST_FLEET ?= test-fleet
@@ -36,9 +37,10 @@ TEST_FLEET ?= test-fleet
 # update and the serving verifier are molecule-tfserving's.
 
 # pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
-# much time; `test-pytest-docker` the rest, except the fleet stage's tests (test-fleet: tests/fleet).
+# much time; `test-pytest-docker` the rest, except the fleet stage's tests (test-fleet: tests/fleet)
+# and the live host changes (test-host-change: tests/hostchange).
 CHECK_MARKS := not docker and not slow
-DOCKER_MARKS := (docker or slow) and not fleet
+DOCKER_MARKS := (docker or slow) and not fleet and not hostchange
 
 .PHONY: help
 help: ## List the targets
@@ -188,6 +190,10 @@ test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test 
 .PHONY: test-pytest-docker
 test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
 	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider --durations=30 -m "$(DOCKER_MARKS)" tests
+
+.PHONY: test-host-change
+test-host-change: venv images standin-archive ## Host changes on a live 2-host fleet behind its LB, under load (tests/hostchange)
+	$(TIMED) host-change $(BIN)/pytest -q -p no:cacheprovider --durations=10 -m hostchange tests/hostchange
 
 .PHONY: test-unit
 test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them via check and pytest-docker)

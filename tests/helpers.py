@@ -48,6 +48,20 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
+# Python on an LB host: send one HAProxy runtime API command to the admin socket, print the answer.
+_HAPROXY_RUNTIME = (
+    "import socket,sys\n"
+    "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);s.sendall(sys.argv[2].encode()+b'\\n')\n"
+    "out=b''\nwhile True:\n    d=s.recv(65536)\n    if not d: break\n    out+=d\n"
+    "sys.stdout.write(out.decode())\n"
+)
+
+
+def haproxy_runtime(lb: str, command: str, socket: str = "/run/haproxy/admin.sock") -> str:
+    """The answer of HAProxy's runtime API on the sandbox LB host `lb` (docker exec)."""
+    return docker("exec", lb, "python3", "-c", _HAPROXY_RUNTIME, socket, command).stdout
+
+
 def require_docker_image(image: str = TEST_IMAGE) -> None:
     """Fail (never skip) with the fix when the engine or the test image is missing."""
     if docker("info", check=False).returncode != 0:

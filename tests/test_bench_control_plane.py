@@ -6,7 +6,6 @@ marked docker: 3 light hosts, both paths once."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -225,7 +224,6 @@ def test_three_light_hosts_both_paths(tmp_path: Path) -> None:
 
     if not docker_available():
         pytest.fail("no Docker engine answers (the docker tests need one)")
-    start = time.monotonic()
     runs = sweep([3], ["linear"], [2], tmp_path, progress=lambda line: None)
     assert [(r.path, r.hosts, r.forks) for r in runs] == [("rollout", 3, 2), ("verify", 3, 2)]
     assert all(r.seconds > 0 for r in runs)
@@ -234,4 +232,3 @@ def test_three_light_hosts_both_paths(tmp_path: Path) -> None:
         assert run_problem(0, output, [f"tfs-fleet-light-{n}" for n in (1, 2, 3)]) is None
     assert "changed=" in (tmp_path / "rollout-3h-linear-f2.log").read_text()
     assert not leftover_containers(), "the light hosts are removed at the end"
-    assert time.monotonic() - start < 120

@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fleet"))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hostchange"))
 import fleet  # tests/fleet/fleet.py: the fleet stage's ports
+import test_host_change_live as hostchange  # tests/hostchange: the live host changes' fleet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,3 +86,20 @@ def test_the_fleet_stage_ports_are_below_the_ephemeral_range() -> None:
 def test_no_sandbox_scenario_publishes_a_port_of_the_fleet_stage(scenario: str) -> None:
     shared = sandbox_ports(scenario_envs()[scenario]) & fleet_stage_ports()
     assert not shared, f"{scenario} and the fleet stage both publish {sorted(shared)}"
+
+
+def hostchange_ports() -> set[int]:
+    """The host-change stage's 2 hosts and its LB host (lane B, beside the fleet stage)."""
+    hc = hostchange
+    env = {"TFS_FLEET_SANDBOX_PORT_BASE": str(hc.GRPC_BASE),
+           "TFS_FLEET_SANDBOX_HOSTS": str(len(hc.HOSTS)), "TFS_FLEET_SANDBOX_LB": "1"}  # fmt: skip
+    assert (hc.REST_BASE, hc.SSH_BASE) == (hc.GRPC_BASE + 100, hc.GRPC_BASE - 100)
+    return sandbox_ports(env)
+
+
+def test_the_host_change_fleet_shares_no_port() -> None:
+    ports = hostchange_ports()
+    assert max(ports) < 32768
+    assert not ports & fleet_stage_ports()
+    for name, scenario in scenario_envs().items():
+        assert not ports & sandbox_ports(scenario), name

@@ -24,6 +24,14 @@ INJECTION = "m'; touch /tmp/pwned; echo '"
 # host -> (its variables, a fragment the failure must contain)
 CASES: dict[str, tuple[dict[str, Any], str]] = {
     "port-negative": ({"tfserving_grpc_port": -1}, "tfserving_grpc_port: -1 is not accepted"),
+    "docker-timeout-zero": (
+        {"tfserving_image_docker_timeout": 0},
+        "tfserving_image_docker_timeout: 0 is not accepted",
+    ),
+    "host-change-serial": (
+        {"tfserving_rollout_host_change_serial": [0]},
+        "tfserving_rollout_host_change_serial: [0] is not accepted",
+    ),
     "port-zero": ({"tfserving_rest_port": 0}, "tfserving_rest_port: 0 is not accepted"),
     "port-high": ({"tfserving_grpc_port": 70000}, "tfserving_grpc_port: 70000 is not accepted"),
     "port-bool": ({"tfserving_grpc_port": True}, "tfserving_grpc_port: True is not accepted"),

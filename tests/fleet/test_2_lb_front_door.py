@@ -26,6 +26,8 @@ from fleet import FRONT_GRPC, FRONT_REST, HOSTS, LB, REPO, FrontDoor, docker, pl
 
 from tfs_fleet.load import Load, LoadSpec
 
+from helpers import haproxy_runtime
+
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
 FRONT = LoadSpec(grpc=FRONT_GRPC, rest=FRONT_REST, interval_s=0.02)
@@ -39,16 +41,10 @@ NO_METRIC_GATE = (
     "tfserving_verify_wait_seconds=240",
 )
 LB_PLAY = ("-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/lb.yml"))
-_STAT = (
-    "import socket,sys\n"
-    "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);s.sendall(sys.argv[2].encode()+b'\\n')\n"
-    "out=b''\nwhile True:\n    d=s.recv(65536)\n    if not d: break\n    out+=d\n"
-    "sys.stdout.write(out.decode())\n"
-)
 
 
 def runtime(command: str) -> str:
-    return docker("exec", LB, "python3", "-c", _STAT, SOCKET, command).stdout
+    return haproxy_runtime(LB, command, SOCKET)
 
 
 def stat() -> dict[tuple[str, str], dict[str, str]]:

@@ -50,13 +50,14 @@ def served_versions(found: Iterable[Mapping[str, Any]], base_dir: str) -> dict[s
     return {model: sorted(versions) for model, versions in sorted(served.items())}
 
 
-def rollout_batches(serial: Any) -> list[str]:
-    """The batch sizes of tfserving_rollout_serial as strings; an error names the fix."""
+def rollout_batches(serial: Any, name: str = "tfserving_rollout_serial") -> list[str]:
+    """The batch sizes of tfserving_rollout_serial (or the variable ``name``) as strings; an
+    error names the variable and the fix."""
     sizes = serial if isinstance(serial, list) else [serial]
     bad = [s for s in sizes if isinstance(s, bool) or not BATCH_RE.match(str(s))]
     if not sizes or bad:
         raise AnsibleFilterError(
-            "tfserving_rollout_serial must be a batch size or a non-empty list of them (whole "
+            f"{name} must be a batch size or a non-empty list of them (whole "
             f"numbers from 1 or percentages such as '25%', up to '100%'); got {serial!r}"
         )
     return [str(s) for s in sizes]

@@ -56,6 +56,9 @@ ROLE_FACTS = frozenset(
         "nvidia_driver_mok_enrolled",
         "nvidia_driver_nvswitches",
         "nvidia_container_toolkit_cdi_enabled",
+        # The host-setup plans (playbooks/host_setup.yml, docs/live-fleet.md).
+        "docker_change",
+        "nvidia_container_toolkit_change",
     }
 )
 
@@ -628,6 +631,14 @@ def check_image(p: Problems, values: Mapping[str, Any]) -> None:
         )
     _abs_path(p, values, "tfserving_image_archive_cache_dir")
     _abs_path(p, values, "tfserving_image_build_dir")
+    if "tfserving_image_docker_timeout" in values:
+        timeout = as_int(values["tfserving_image_docker_timeout"])
+        if timeout is None or not 1 <= timeout <= 86400:
+            p.add(
+                "tfserving_image_docker_timeout",
+                values["tfserving_image_docker_timeout"],
+                "a whole number of seconds from 1 to 86400",
+            )
     check_image_refs(p, values)
 
 
@@ -863,14 +874,16 @@ ROLLOUT_STEPS = ("image", "models", "serving")
 
 
 def check_rollout(p: Problems, values: Mapping[str, Any]) -> None:
-    serial = values.get("tfserving_rollout_serial")
-    if serial is not None:
+    for name in ("tfserving_rollout_serial", "tfserving_rollout_host_change_serial"):
+        serial = values.get(name)
+        if serial is None:
+            continue
         sizes = serial if isinstance(serial, list) else [serial]
         if not sizes or any(
             isinstance(s, bool) or not ROLLOUT_BATCH_RE.match(str(s)) for s in sizes
         ):
             p.add(
-                "tfserving_rollout_serial",
+                name,
                 serial,
                 "a batch size or a non-empty list of them: whole numbers from 1 or "
                 "percentages such as '25%' up to '100%' (set it with -e: Ansible reads it "
