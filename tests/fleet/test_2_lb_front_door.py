@@ -24,6 +24,7 @@ import pytest
 from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_runtime as hr
 from fleet import FRONT_GRPC, FRONT_REST, HOSTS, LB, REPO, FrontDoor, docker, playbook
 
+from tfs_bench.fleet import sandbox_playbook_args
 from tfs_fleet.load import Load, LoadSpec
 
 from helpers import haproxy_runtime
@@ -248,7 +249,9 @@ def test_daemon_json_that_dockerd_refuses_is_restored_and_the_host_serves_again(
     before = docker("exec", victim, "cat", "/etc/docker/daemon.json").stdout
     sandbox = {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
     refused = {**sandbox, "hosts": ["unix:///var/run/docker.sock"]}
-    host_setup = ("-i", str(REPO / "inventories/sandbox"), str(REPO / "playbooks/host_setup.yml"))
+    # The export base too: the host is serving, so the change goes through the drained path,
+    # whose gate smoke-tests the versions it served (their SavedModels are read there).
+    host_setup = sandbox_playbook_args("playbooks/host_setup.yml", front_door.export)
     run = playbook(
         *host_setup, "--limit", victim, "-e", json.dumps({"docker_daemon_options": refused})
     )
