@@ -12,10 +12,10 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -59,12 +59,13 @@ def rest_port(host: str) -> int:
     return REST_BASE + int(host.rsplit("-", 1)[1])
 
 
-def env() -> dict[str, str]:
+def env(sandbox: str = FLEET) -> dict[str, str]:
+    """The environment of a playbook run on the sandbox fleet `sandbox` (default: this stage's)."""
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
-        "TFS_FLEET_SANDBOX": FLEET,
+        "TFS_FLEET_SANDBOX": sandbox,
         "PYTHONPATH": str(REPO / "src"),
     }
 
@@ -188,8 +189,28 @@ def standin_image_id(host: str) -> str:
     return in_host(host, "docker", "image", "inspect", "-f", "{{.Id}}", IMAGE).strip()
 
 
+class Background:
+    """A context manager that runs self._loop in a daemon thread until it is left (then sets
+    self._stop and joins the thread, bounded): for the dataclasses below and the tests' samplers,
+    which define _loop, _stop (a threading.Event) and _thread."""
+
+    _loop: Callable[[], None]
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def __enter__(self) -> Self:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
 @dataclass
-class Load:
+class Load(Background):
     """Bounded client load: gRPC Predict (no retry) round-robin on the hosts' published ports,
     and a REST predict every 5th request, until stopped or max_seconds / max_requests."""
 
@@ -231,16 +252,6 @@ class Load:
         finally:
             for client in clients.values():
                 client.close()
-
-    def __enter__(self) -> Load:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
 
 @dataclass

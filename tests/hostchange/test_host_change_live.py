@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +34,11 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_ru
 from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.load import Load, LoadSpec
 
-from helpers import BIN, REPO, docker, haproxy_runtime, recap_changed, require_docker_image
+from helpers import BIN, REPO, docker, haproxy_runtime, require_docker_image
+
+sys.path.insert(0, str(REPO / "tests" / "fleet"))
+from fleet import Background, Run
+from fleet import env as fleet_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.hostchange]
 
@@ -52,39 +57,14 @@ SOCKET = "/run/haproxy/admin.sock"
 LOGS = REPO / "artifacts" / "hostchange"
 
 
-def env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "TFS_FLEET_SANDBOX": FLEET,
-        "PYTHONPATH": str(REPO / "src"),
-    }
-
-
-@dataclass
-class Run:
-    name: str
-    rc: int
-    output: str
-
-    @property
-    def changed(self) -> dict[str, int]:
-        return recap_changed(self.output)
-
-    def tail(self, lines: int = 80) -> str:
-        out = self.output.splitlines()
-        first = [i for i, line in enumerate(out) if line.startswith(("fatal:", "failed:"))][:3]
-        head = [ln for i in first for ln in out[max(0, i - 3) : i + 12]]
-        return "\n".join([*head, "--- last lines:", *out[-lines:]])
-
-
 def playbook(name: str, *args: str, timeout: int = 1500) -> Run:
+    """ansible-playbook on this fleet; its output is kept in artifacts/hostchange/NAME.log."""
+    start = time.monotonic()
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), *args], capture_output=True, text=True, cwd=REPO,
-        env=env(), timeout=timeout,
+        env=fleet_env(FLEET), timeout=timeout,
     )  # fmt: skip
-    run = Run(name, proc.returncode, proc.stdout + proc.stderr)
+    run = Run(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / f"{name}.log").write_text(f"# {' '.join(args)}\n# rc={run.rc}\n{run.output}")
     return run
@@ -126,7 +106,7 @@ def daemon_json(host: str) -> dict[str, Any]:
 
 
 @dataclass
-class Sampler:
+class Sampler(Background):
     """(seconds, {host: dockerd PID}, drained hosts) every 0.4 s, bounded to 20 minutes."""
 
     samples: list[tuple[float, dict[str, str], set[str]]] = field(default_factory=list)
@@ -139,16 +119,6 @@ class Sampler:
             pids = {h: dockerd_pid(h) for h in HOSTS}
             self.samples.append((time.monotonic() - start, pids, drained_hosts()))
             self._stop.wait(0.4)
-
-    def __enter__(self) -> Sampler:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
 
     def save(self, name: str) -> None:
         """The samples in artifacts/hostchange/NAME.samples.json (what a failure is read from)."""
