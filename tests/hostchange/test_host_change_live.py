@@ -11,7 +11,8 @@ checked) while site.yml applies a host change:
    empty): the run stops at the canary, which stays drained (held in its deployment record, named
    in the failure), the other host is untouched, 0 failed requests.
 
-A sampler reads each host's dockerd PID and the LB's admin state of its servers every 0.4 s.
+A sampler reads each host's dockerd PID and the LB's admin state of its servers, 0.4 s
+between samples (about 0.7 s apart with the reads).
 Every wait is bounded."""
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def daemon_json(host: str) -> dict[str, Any]:
 
 @dataclass
 class Sampler(Background):
-    """(seconds, {host: dockerd PID}, drained hosts) every 0.4 s, bounded to 20 minutes."""
+    """(seconds, {host: dockerd PID}, drained hosts), 0.4 s between samples, for 20 min at most."""
 
     samples: list[tuple[float, dict[str, str], set[str]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
