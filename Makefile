@@ -188,7 +188,7 @@ test-pytest-check: venv ## pytest -m "not docker and not slow": every fast test 
 	  -m "$(CHECK_MARKS)" tests
 
 .PHONY: test-pytest-docker
-test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet": containers, roles on test hosts
+test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or slow) and not fleet and not hostchange": containers, roles on test hosts
 	$(TIMED) pytest-docker $(BIN)/pytest -q -p no:cacheprovider --durations=30 -m "$(DOCKER_MARKS)" tests
 
 .PHONY: test-host-change
