@@ -65,7 +65,7 @@ def test_the_summary_names_each_disrupting_change_and_why() -> None:
     ("changes", "message"),
     [
         ({"docker": {"action": "upgrade"}}, "docker planned 'upgrade'"),
-        ({"nvidia_driver": {"action": "none"}}, "no plan rules for role 'nvidia_driver'"),
+        ({"nvidia_fabric": {"action": "none"}}, "no plan rules for role 'nvidia_fabric'"),
         (["docker"], "expected a dict of role plans"),
     ],
 )

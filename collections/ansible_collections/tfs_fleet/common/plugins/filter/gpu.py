@@ -12,6 +12,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tfs_fleet.common.plugins.module_utils import (
     cuda_compat,
+    nvidia_driver_change,
     nvidia_facts,
     nvidia_hardware,
 )
@@ -56,6 +57,7 @@ def _wrap(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             cuda_compat.CudaCompatError,
             nvidia_facts.NvidiaParseError,
             nvidia_hardware.NvidiaPlanError,
+            nvidia_driver_change.DriverChangeError,
         ) as exc:
             raise AnsibleFilterError(f"tfs_fleet.common.{name}: {exc}") from exc
 
@@ -97,6 +99,32 @@ def cuda_gate(
     )
 
 
+def nvidia_driver_change_plan(installed: Any, **options: Any) -> dict[str, str]:
+    """What this run would do to the host's driver (module_utils.nvidia_driver_change.change_plan;
+    the input is ansible_facts.packages, the options its keywords)."""
+    if not isinstance(installed, dict):
+        raise nvidia_driver_change.DriverChangeError(
+            f"expected the package facts (a dict), got {type(installed).__name__}"
+        )
+    return nvidia_driver_change.change_plan(installed=installed, **options)
+
+
+def nvidia_driver_activation(probe: Any, **options: Any) -> dict[str, Any]:
+    """How the installed driver gets loaded (module_utils.nvidia_driver_change.activation_plan);
+    the input is files/gpu_holders.py's JSON, the options the other keywords."""
+    if not isinstance(probe, dict) or "error" in probe:
+        raise nvidia_driver_change.DriverChangeError(
+            f"gpu_holders.py gave no usable answer: {probe!r}"
+        )
+    return nvidia_driver_change.activation_plan(
+        holders=probe.get("holders", []),
+        loaded_modules=probe.get("modules", []),
+        nouveau_loaded=bool(probe.get("nouveau", False)),
+        module_version=str(probe.get("module_version", "")),
+        **options,
+    )
+
+
 class FilterModule:
     """tfs_fleet.common GPU filters."""
 
@@ -116,5 +144,7 @@ class FilterModule:
             "nvidia_driver_plan": nvidia_hardware.driver_plan,
             "nvidia_gpu_fact": nvidia_hardware.gpu_fact,
             "nvidia_branch_policy": nvidia_hardware.branch_policy,
+            "nvidia_driver_change": nvidia_driver_change_plan,
+            "nvidia_driver_activation": nvidia_driver_activation,
         }
         return {name: _wrap(name, func) for name, func in table.items()}

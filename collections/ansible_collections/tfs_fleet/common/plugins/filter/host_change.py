@@ -18,7 +18,9 @@ description:
   - Takes the plans of the host-setup roles (each role's C(<role>_change) fact, set by its
     C(plan) entry point in check mode) and says whether the change disrupts what the host runs,
     that is an engine restart (docker C(restart)), or a toolkit install or upgrade or a change of its
-    daemon.json runtime keys (nvidia_container_toolkit C(install), C(upgrade), C(restart)).
+    daemon.json runtime keys (nvidia_container_toolkit C(install), C(upgrade), C(restart)), or a
+    driver install, upgrade or activation (nvidia_driver C(install), C(upgrade), C(activate), after
+    which its kernel modules are reloaded or the host rebooted).
   - A reload (dockerd re-reads the keys on SIGHUP), no change, or a first install of the engine
     (nothing runs yet) disrupts nothing.
   - C(drain) is true when the change disrupts and the host serves (its deployment record names
@@ -41,6 +43,11 @@ ACTIONS: dict[str, tuple[set[str], set[str]]] = {
     "nvidia_container_toolkit": (
         {"none", "skip", "install", "upgrade", "restart"},
         {"install", "upgrade", "restart"},
+    ),
+    # A driver install, upgrade or activation ends in a module reload or a reboot.
+    "nvidia_driver": (
+        {"none", "skip", "install", "upgrade", "activate"},
+        {"install", "upgrade", "activate"},
     ),
 }
 

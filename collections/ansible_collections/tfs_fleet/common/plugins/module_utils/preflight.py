@@ -58,6 +58,7 @@ ROLE_FACTS = frozenset(
         "nvidia_container_toolkit_cdi_enabled",
         # The host-setup plans (playbooks/host_setup.yml, docs/live-fleet.md).
         "docker_change",
+        "nvidia_driver_change",
         "nvidia_container_toolkit_change",
     }
 )
