@@ -39,8 +39,8 @@ TEST_FLEET ?= test-fleet
 # pytest marker expressions (markers: pyproject.toml): `check` runs what needs neither Docker nor
 # much time; `test-pytest-docker` the rest, except the fleet stage's tests (test-fleet: tests/fleet)
 # and the live host changes (test-host-change: tests/hostchange).
-CHECK_MARKS := not docker and not slow
-DOCKER_MARKS := (docker or slow) and not fleet and not hostchange
+CHECK_MARKS := not docker and not slow and not bench
+DOCKER_MARKS := (docker or slow) and not fleet and not hostchange and not bench
 
 .PHONY: help
 help: ## List the targets

@@ -15,6 +15,10 @@ BENCH_ARGS ?=
 bench: venv images standin-archive ## Measure the project against its baselines, fleet figures included (docs/bench.md; not in `make test`)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+.PHONY: test-bench
+test-bench: venv images ## The benchmark harness end to end: 3 light hosts, rollout and verify once (pytest -m bench; not in `make test`)
+	$(TIMED) bench-harness $(BIN)/pytest -q -p no:cacheprovider -m bench tests
+
 # The control plane past 30 hosts: the rollout's and the verify's control path on 8, 16 and 32
 # light hosts, linear and free, forks 5 and 20 (docs/bench.md, "Past one controller"). Too long
 # for `make bench`'s 20 minutes (19 minutes on its own here), so a target of its own. All it

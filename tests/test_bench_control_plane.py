@@ -217,7 +217,10 @@ def test_plot_is_written(tmp_path: Path) -> None:
     assert path.stat().st_size > 10_000
 
 
+# The benchmark's own harness, end to end: `make test-bench` (and `make bench`, whose control-plane
+# figures run the same sweep on 4 and 8 hosts), not `make test`: it measures no product behaviour.
 @pytest.mark.docker
+@pytest.mark.bench
 def test_three_light_hosts_both_paths(tmp_path: Path) -> None:
     from tfs_bench.control_plane import sweep
     from tfs_bench.light_hosts import docker_available, leftover_containers
