@@ -17,7 +17,7 @@ SANDBOX_HOSTS ?= 2
 include $(sort $(wildcard mk/*.mk))
 
 # `make test` runs `check` first (lint, type check, every test that needs no Docker: a few
-# minutes), then the Docker stages in three lanes side by side: the fleet stage (the longest, about
+# minutes; the images build beside it), then the Docker stages in three lanes side by side: the fleet stage (the longest, about
 # 28 min alone) and lanes A and B (each lane's stages one after the other). The lanes share
 # nothing: every scenario has its own hosts, container names and loopback ports
 # (tests/test_lane_ports.py), and the fleet's ports are below the kernel's ephemeral range.
@@ -74,8 +74,9 @@ docker-engine: controller-tools ## Make sure a Docker engine answers (installs d
 	@scripts/ensure_docker.sh
 
 .PHONY: images
-images: controller-tools docker-engine ## Build the local test-host image (cached)
+images: controller-tools docker-engine ## Build the local test-host images (cached): bare, and with the engine
 	@scripts/build_base_image.sh
+	@scripts/build_engine_image.sh
 
 ## ---- main job ------------------------------------------------------------------------------
 DEMO_MODELS := artifacts/models
@@ -108,12 +109,16 @@ demo-down: venv ## Remove the sandbox fleet
 # Each stage's output is also kept in artifacts/stages/STAGE.log; a stage that fails gets a line in
 # the timings even when it failed before its timed command (a prerequisite), and the end of its
 # log is printed after the timings, so the tail of a CI log names the failure.
-test: venv images ## Run every check: `check` first, then the fleet stage and the other Docker stages in three lanes
+# The images and archives the Docker stages need (test-prereqs: two debootstraps, a wheelhouse
+# download, docker build and save, mostly waiting on the network and the disk) are built beside
+# `check` (lint and pytest, CPU-bound), which needs none of them; the lanes start when both end.
+test: venv ## Run every check: `check` (beside the image builds), then the fleet stage and the other Docker stages in three lanes
 	@rm -f artifacts/timings.txt; rm -rf artifacts/stages; mkdir -p artifacts/stages
 	@# A failed stage is in artifacts/stages/failed (run_stages): the next ones still run.
 	@export MAKE="$(MAKE)"; start=$$(date +%s); \
+	  scripts/run_stages --quiet test-images & prereqs=$$!; \
 	  scripts/run_stages $(TEST_CHECK) || true; \
-	  scripts/run_stages test-prereqs || true; \
+	  wait $$prereqs || true; \
 	case "$(TEST_LANES)" in \
 	  1) scripts/run_stages $(TEST_LANE_A) $(TEST_LANE_B) $(TEST_FLEET) || true ;; \
 	  2) scripts/run_stages --quiet $(TEST_LANE_A) & lane_a=$$!; \
@@ -136,6 +141,11 @@ test: venv images ## Run every check: `check` first, then the fleet stage and th
 # image or archive at once would race).
 .PHONY: test-prereqs
 test-prereqs: venv images standin-image standin-archive lb-tools
+
+# test-prereqs with its time in the stage timings (`make test` runs it beside `check`).
+.PHONY: test-images
+test-images: venv
+	$(TIMED) images $(MAKE) --no-print-directory test-prereqs
 
 # lint runs beside the type check and pytest (its output is printed when it ends): on 2 cores
 # that takes about a minute off the stage.
@@ -193,12 +203,19 @@ test-pytest-docker: venv images standin-image lb-tools ## pytest -m "(docker or 
 
 .PHONY: test-host-change
 test-host-change: venv images standin-archive ## Host changes on a live 2-host fleet behind its LB, under load (tests/hostchange)
-	$(TIMED) host-change $(BIN)/pytest -q -p no:cacheprovider --durations=10 -m hostchange tests/hostchange
+	$(TIMED) host-change $(_engine_image_env) $(BIN)/pytest -q -p no:cacheprovider --durations=10 -m hostchange tests/hostchange
 
 .PHONY: test-unit
 test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them via check and pytest-docker)
 	$(TIMED) pytest $(BIN)/pytest -q $(wildcard tests/test_*.py)
 
+# The scenarios whose subject is not the engine start from the image with Debian's engine
+# installed (scripts/build_engine_image.sh; the docker role still converges it), unless
+# TFS_FLEET_TEST_IMAGE names another image; the docker scenario installs it from nothing.
+ENGINE_IMAGE := tfs-fleet/debian12-systemd-docker:latest
+ENGINE_IMAGE_SCENARIOS := nvidia_container_toolkit tfserving_image tfserving tfserving_lb tfserving_monitoring
+_engine_image_env = env TFS_FLEET_TEST_IMAGE=$${TFS_FLEET_TEST_IMAGE:-$(ENGINE_IMAGE)}
+
 .PHONY: test-molecule-%
 test-molecule-%: venv images
-	$(TIMED) molecule-$* scripts/molecule_test $*
+	$(TIMED) molecule-$* $(if $(filter $*,$(ENGINE_IMAGE_SCENARIOS)),$(_engine_image_env)) scripts/molecule_test $*

@@ -1,5 +1,5 @@
-"""The controller side of the SSH path: path filters that never treat paths as patterns, the
-executables check behind the controller preflight, and scripts/ensure_controller_tools.sh."""
+"""The controller side of the SSH path: the executables check behind the controller preflight,
+and scripts/ensure_controller_tools.sh."""
 
 from __future__ import annotations
 
@@ -8,57 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from ansible.errors import AnsibleFilterError
-from ansible_collections.tfs_fleet.common.plugins.filter.paths import (
-    missing_executables,
-    versions_in,
-)
+from ansible_collections.tfs_fleet.common.plugins.filter.paths import missing_executables
 
 from helpers import BIN, REPO, ansible_playbook
-
-
-def found(*paths: str) -> list[dict[str, str]]:
-    return [{"path": p} for p in paths]
-
-
-def test_versions_in_takes_only_direct_numeric_children_of_the_directory() -> None:
-    files = found(
-        "/srv/m/half/1", "/srv/m/half/12", "/srv/m/half/.tfs-fleet-incoming-3",
-        "/srv/retired/half/2", "/srv/m/half/1/variables", "/srv/m/halfx/7",
-    )  # fmt: skip
-    assert versions_in(files, "/srv/m/half") == [1, 12]
-    assert versions_in(files, "/srv/m/half/") == [1, 12]
-    assert versions_in(files, "/srv/retired/half") == [2]
-
-
-@pytest.mark.parametrize("base", ["/srv/s+d", "/srv/a.b", "/srv/[x]", "/srv/(m)|n", "/srv/a*"])
-def test_versions_in_compares_paths_not_patterns(base: str) -> None:
-    # The regex bug (issue 14, item 3): '/srv/s+d' matched nothing as a pattern, so every run
-    # transferred every version again. As a path it matches itself and nothing else.
-    files = found(f"{base}/m/1", f"{base}/m/2", f"{base}x/m/3", "/srv/ssd/m/4")
-    assert versions_in(files, f"{base}/m") == [1, 2]
-
-
-def test_versions_in_with_a_prefix_takes_the_staging_directories_only() -> None:
-    # The role's staging directories: their versions decide which transfers compare checksums.
-    files = found(
-        "/srv/m/half/1", "/srv/m/half/.tfs-fleet-incoming-3", "/srv/m/half/.tfs-fleet-incoming-x",
-        "/srv/m/half/.tfs-fleet-incoming-", "/srv/m/other/.tfs-fleet-incoming-5",
-        "/srv/m/half/x.tfs-fleet-incoming-7",
-    )  # fmt: skip
-    assert versions_in(files, "/srv/m/half", ".tfs-fleet-incoming-") == [3]
-    assert versions_in(files, "/srv/m/half") == [1]
-    with pytest.raises(AnsibleFilterError, match="prefix"):
-        versions_in(files, "/srv/m/half", "a/b")
-
-
-def test_versions_in_accepts_plain_paths_and_rejects_a_relative_directory() -> None:
-    assert versions_in(["/a/b/3", "/a/b/x"], "/a/b") == [3]
-    with pytest.raises(AnsibleFilterError, match="absolute path"):
-        versions_in([], "srv/models")
-    with pytest.raises(AnsibleFilterError, match="no 'path'"):
-        versions_in([{"name": "1"}], "/srv")
 
 
 def test_missing_executables_looks_on_the_given_path(tmp_path: Path) -> None:

@@ -452,3 +452,51 @@ def test_replace_dir_with_and_without_an_atomic_swap(
     published_versions.replace_dir(str(staging), str(dest))
     assert (dest / "f").read_bytes() == b"new" and not (dest / "d").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+
+
+@pytest.mark.parametrize("base", ["models", "s+d", "a.b", "[x]", "(m)|n", "a*"])
+def test_the_check_makes_the_directories_and_lists_the_versions_found(
+    tmp_path: Path, base: str
+) -> None:
+    # The role's find step before (issue 14 item 3): a directory name is a name, never a
+    # pattern. Published, moved-aside and staged versions are directories, never links or files.
+    # /srv/tfserving/models/<model> on a new host: /srv/tfserving is not there either.
+    model_dir, retired = tmp_path / "srv" / base / "m", tmp_path / "srv" / f"{base}-retired" / "m"
+    rc, out = check(model_dir, tmp_path, retired_dir=str(retired))
+    assert rc == 0 and out["changed"] is True, out
+    assert out["found"] == {"served": [], "retired": [], "staged": []}
+    for path in (tmp_path / "srv", model_dir.parent, model_dir, retired.parent, retired):
+        assert path.is_dir() and (path.stat().st_mode & 0o777) == 0o755, path
+    publish(model_dir, 1, tmp_path)
+    (model_dir / "12").mkdir()
+    (model_dir / f"{STAGING}3").mkdir()
+    (model_dir / f"{STAGING}x").mkdir()
+    (model_dir / "7").symlink_to(model_dir / "12")
+    (model_dir / "8").write_text("a file")
+    (retired / "2").mkdir()
+    (tmp_path / "srv" / f"{base}x").mkdir()
+    (tmp_path / "srv" / f"{base}x" / "5").mkdir()
+    rc, out = check(model_dir, tmp_path, retired_dir=str(retired))
+    assert rc == 0 and out["changed"] is False, out
+    assert out["found"] == {"served": [1, 12], "retired": [2], "staged": [3]}
+
+
+def test_the_check_repairs_a_directory_mode_and_reports_it_in_check_mode_only(
+    tmp_path: Path,
+) -> None:
+    model_dir, retired = tmp_path / "models" / "m", tmp_path / "retired" / "m"
+    rc, out = check(model_dir, tmp_path, retired_dir=str(retired), _ansible_check_mode=True)
+    assert rc == 0 and out["changed"] is True and not model_dir.parent.exists(), out
+    assert out["found"] == {"served": [], "retired": [], "staged": []}
+    check(model_dir, tmp_path, retired_dir=str(retired))
+    model_dir.chmod(0o700)
+    rc, out = check(model_dir, tmp_path, retired_dir=str(retired))
+    assert rc == 0 and out["changed"] is True and str(model_dir) in out["msg"], out
+    assert (model_dir.stat().st_mode & 0o777) == 0o755
+
+
+def test_the_check_refuses_a_file_where_a_directory_belongs(tmp_path: Path) -> None:
+    model_dir, retired = tmp_path / "models" / "m", tmp_path / "retired"
+    retired.write_text("not a directory")
+    rc, out = check(model_dir, tmp_path, retired_dir=str(retired / "m"))
+    assert rc != 0 and str(retired) in out["msg"], out

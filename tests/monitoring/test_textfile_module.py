@@ -49,14 +49,24 @@ def test_write_then_unchanged_then_changed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drift.prom"]
 
 
-def test_missing_directory_fails_naming_it(tmp_path: Path) -> None:
+def test_a_missing_directory_is_made_with_its_parents(tmp_path: Path) -> None:
+    path = tmp_path / "var-lib" / "node-exporter" / "x.prom"
+    result = run(path, "a 1\n")
+    assert result["changed"] is True and "a 1\n" in path.read_text(), result
+    for directory in (path.parent, path.parent.parent):
+        assert oct(directory.stat().st_mode & 0o777) == "0o755", directory
+    assert run(path, "a 1\n")["changed"] is False
+
+
+def test_a_file_where_the_directory_belongs_fails_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "absent").write_text("a file")
     result = run(tmp_path / "absent" / "x.prom", "a 1\n")
     assert result["failed"] is True
-    assert "no such directory" in result["msg"]
+    assert f"{tmp_path / 'absent'} is not a directory" in result["msg"]
 
 
 def test_check_mode_with_the_directory_not_yet_made_reports_a_change(tmp_path: Path) -> None:
-    """A first converge in check mode: the directory task before only said it would create it."""
+    """A first converge in check mode: nothing is made."""
     result = run(tmp_path / "absent" / "x.prom", "a 1\n", "--check")
     assert result.get("failed") is not True, result
     assert result["changed"] is True

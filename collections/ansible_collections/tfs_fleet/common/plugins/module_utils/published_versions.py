@@ -310,6 +310,53 @@ def version_of(name: str, prefix: str, suffix: str = "") -> int | None:
     return None
 
 
+def version_dirs(directory: str, prefix: str = "") -> list[int]:
+    """The versions named <prefix><digits> that are directories (not links) in directory,
+    sorted; none when it does not exist."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    found = set()
+    for entry in entries:
+        version = version_of(entry.name, prefix)
+        if version is not None and entry.is_dir(follow_symlinks=False):
+            found.add(version)
+    return sorted(found)
+
+
+def ensure_dirs(paths: list[str], mode: int = 0o755, dry_run: bool = False) -> list[str]:
+    """Make each path a directory with mode, owned by the running user, with its missing
+    parents (as `mkdir -p`, each with mode). Returns the paths created or changed (or that would
+    be, with dry_run). A path that exists and is not a directory raises NotADirectoryError."""
+    uid, gid = os.geteuid(), os.getegid()
+    changed: list[str] = []
+    for path in paths:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            missing = [path]
+            parent = os.path.dirname(path)
+            while parent not in ("", "/") and not os.path.lexists(parent):
+                missing.insert(0, parent)
+                parent = os.path.dirname(parent)
+            for new in missing:
+                if new not in changed:
+                    changed.append(new)
+                if not dry_run:
+                    os.mkdir(new, mode)
+                    os.chmod(new, mode)  # not narrowed by the umask
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(f"{path} exists and is not a directory")
+        if stat.S_IMODE(info.st_mode) != mode or (info.st_uid, info.st_gid) != (uid, gid):
+            changed.append(path)
+            if not dry_run:
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
+    return changed
+
+
 def leftovers(
     model_dir: str,
     wanted: list[int],

@@ -16,6 +16,10 @@ description:
     tfs_fleet.common.model_version_publish publishes versions and writes a publish record for
     each (C(.tfs-fleet-published-<v>.json), outside the version; the controller's sha256 and
     size and the stat of every file as published).
+  - O(step=check) - with O(retired_dir), first makes sure that O(model_dir), O(retired_dir) and
+    their parents are directories (mode 0755, owned by the user running the module), and
+    returns C(found), the versions published in O(model_dir), moved aside in O(retired_dir) and
+    staged in O(model_dir) (links are not versions).
   - O(step=check) - every published version of O(sources) is checked against the controller's
     files table - exactly those files, sizes and sha256. With O(verify=stat) every file is
     C(lstat)ed and only the files whose size, mtime, ctime or inode differ from the record (or
@@ -54,6 +58,10 @@ options:
         Versions not published in O(model_dir) are skipped (the transfer brings them).
     type: dict
     default: {}
+  retired_dir:
+    description: O(step=check) - the model's directory of versions moved aside; given, the
+      directories are created as needed and C(found) is returned.
+    type: path
   verify:
     description: O(step=check) - C(stat) hashes only files whose stat changed, C(full) every file.
     type: str
@@ -104,6 +112,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+found:
+  description: O(step=check) with O(retired_dir) - C(served), C(retired) and C(staged), sorted
+    version numbers (empty where a directory does not exist yet, in check mode).
+  returned: step is check and retired_dir is given
+  type: dict
 repair:
   description: O(step=check) - versions that no longer match and were staged for a re-sync.
   returned: step is check
@@ -153,6 +166,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.model_manifest im
 )
 from ansible_collections.tfs_fleet.common.plugins.module_utils.published_versions import (
     check_version,
+    ensure_dirs,
     human_size,
     last_repair_of,
     leftovers,
@@ -165,6 +179,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.published_version
     repairs_of,
     summary,
     tree_size,
+    version_dirs,
     write_record,
 )
 
@@ -203,10 +218,33 @@ def owner_uid(module: AnsibleModule) -> int:
     return -1  # pragma: no cover (fail_json exits)
 
 
+def found_versions(module: AnsibleModule, model_dir: str, staging_prefix: str) -> dict[str, Any]:
+    """With retired_dir: the directories made sure of, and the versions found in them."""
+    retired_dir = (module.params["retired_dir"] or "").rstrip("/")
+    if not retired_dir:
+        return {}
+    paths = [os.path.dirname(model_dir), model_dir, os.path.dirname(retired_dir), retired_dir]
+    try:
+        made = ensure_dirs(list(dict.fromkeys(paths)), dry_run=module.check_mode)
+    except OSError as err:
+        module.fail_json(
+            msg=f"cannot make the model's directories ({model_dir}, {retired_dir}): {err}"
+        )
+    return {
+        "made": made,
+        "found": {
+            "served": version_dirs(model_dir),
+            "retired": version_dirs(retired_dir),
+            "staged": version_dirs(model_dir, staging_prefix),
+        },
+    }
+
+
 def step_check(module: AnsibleModule, model_dir: str) -> None:
     wanted = tables(module)
     staging_prefix = plain_prefix(module, "staging_prefix")
     record_prefix = plain_prefix(module, "record_prefix")
+    dirs = found_versions(module, model_dir, staging_prefix)
     uid = owner_uid(module)
     full = module.params["verify"] == "full"
     model = os.path.basename(model_dir)
@@ -249,6 +287,8 @@ def step_check(module: AnsibleModule, model_dir: str) -> None:
                     problems=result.problems[:50],
                 )
     parts = [f"{len(wanted)} wanted, hashed {hashed_files} files ({human_size(hashed_bytes)})"]
+    if dirs.get("made"):
+        parts.insert(0, "made " + ", ".join(dirs["made"]))
     if repair:
         parts.append(
             "re-syncing " + ", ".join(f"{model} {v} ({summary(problems[str(v)])})" for v in repair)
@@ -256,7 +296,8 @@ def step_check(module: AnsibleModule, model_dir: str) -> None:
     if recorded:
         parts.append(f"recorded {', '.join(str(v) for v in recorded)}")
     module.exit_json(
-        changed=bool(repair),
+        changed=bool(repair) or bool(dirs.get("made")),
+        **({"found": dirs["found"]} if dirs else {}),
         repair=repair,
         problems=problems,
         hashed_files=hashed_files,
@@ -302,6 +343,7 @@ def main() -> None:
             "step": {"type": "str", "choices": ["check", "tidy", "metrics"], "default": "check"},
             "model_dir": {"type": "path"},
             "sources": {"type": "dict", "default": {}},
+            "retired_dir": {"type": "path"},
             "verify": {"type": "str", "choices": ["stat", "full"], "default": "stat"},
             "owner": {"type": "str", "default": ""},
             "wanted": {"type": "list", "elements": "int", "default": []},

@@ -18,6 +18,9 @@ description:
     It is left out when the file is compared, so the file (and its timestamp) changes only when
     O(content) does. An unchanged host reports no change, and the timestamp says when the
     last converge changed what the host serves.
+  - A missing directory of O(path) is made (with its parents, mode 0755, owned by the user
+    running the module); an existing one is left as it is (the monitoring role owns the
+    collector's directory where it installs node exporter).
 options:
   path:
     description: The .prom file.
@@ -108,6 +111,15 @@ def write_atomically(path: str, data: str, mode: int) -> None:
         raise
 
 
+def make_dirs(directory: str) -> None:
+    """Make directory and its missing parents, each with mode 0755 (not narrowed by the umask)."""
+    parent = os.path.dirname(directory)
+    if parent and parent != directory and not os.path.isdir(parent):
+        make_dirs(parent)
+    os.mkdir(directory, 0o755)
+    os.chmod(directory, 0o755)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -125,9 +137,16 @@ def main() -> None:
         mode = int(module.params["mode"], 8)
     except ValueError:
         module.fail_json(msg=f"mode {module.params['mode']!r} is not an octal file mode")
-    # In check mode the task before this one only said it would create the directory.
-    if not os.path.isdir(os.path.dirname(path) or ".") and not module.check_mode:
-        module.fail_json(msg=f"{os.path.dirname(path)}: no such directory for {path}")
+    directory = os.path.dirname(path) or "."
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        module.fail_json(msg=f"{directory} is not a directory: cannot write {path} there")
+    if not os.path.isdir(directory):
+        if module.check_mode:
+            module.exit_json(changed=True, timestamp=None, msg=f"would make {directory}")
+        try:
+            make_dirs(directory)
+        except OSError as err:
+            module.fail_json(msg=f"cannot make {directory} for {path}: {err}")
     old = ""
     if os.path.exists(path):
         with open(path, encoding="utf-8", errors="replace") as handle:
