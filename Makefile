@@ -76,7 +76,6 @@ docker-engine: controller-tools ## Make sure a Docker engine answers (installs d
 .PHONY: images
 images: controller-tools docker-engine ## Build the local test-host images (cached): bare, and with the engine
 	@scripts/build_base_image.sh
-	@scripts/build_engine_image.sh
 
 ## ---- main job ------------------------------------------------------------------------------
 DEMO_MODELS := artifacts/models
@@ -210,7 +209,7 @@ test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them vi
 	$(TIMED) pytest $(BIN)/pytest -q $(wildcard tests/test_*.py)
 
 # The scenarios whose subject is not the engine start from the image with Debian's engine
-# installed (scripts/build_engine_image.sh; the docker role still converges it), unless
+# installed (scripts/build_base_image.sh; the docker role still converges it), unless
 # TFS_FLEET_TEST_IMAGE names another image; the docker scenario installs it from nothing.
 ENGINE_IMAGE := tfs-fleet/debian12-systemd-docker:latest
 ENGINE_IMAGE_SCENARIOS := nvidia_container_toolkit tfserving_image tfserving tfserving_lb tfserving_monitoring

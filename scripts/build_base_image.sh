@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the systemd-ready Debian 12 image that plays a "GPU server" in molecule and the sandbox:
-# systemd, sshd (host keys made at first boot, keys only, no root login), sudo, Python, rsync.
+# systemd, sshd (host keys made at first boot, keys only, no root login), sudo, Python, rsync;
+# then the same with Debian's Docker engine installed (build_engine_image below).
 # Each sandbox host gets its login user and key when it is created (playbooks/sandbox.yml), as a
 # cloud provider's image gets them from cloud-init.
 #
@@ -16,6 +17,8 @@
 set -euo pipefail
 
 IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/debian12-systemd:latest}
+ENGINE_IMAGE=${TFS_FLEET_ENGINE_IMAGE:-tfs-fleet/debian12-systemd-docker:latest}
+ENGINE_PACKAGES="docker.io python3-requests"
 PROBE_IMAGE=tfs-fleet/probe:latest
 SOURCE=${TFS_FLEET_BASE_SOURCE:-auto}
 SUITE=bookworm
@@ -69,9 +72,38 @@ DOCKERFILE
 # What the image is made of; bump RECIPE_REVISION when the rootfs steps below change.
 RECIPE_REVISION=3
 recipe=$( { dockerfile_tail; echo "$RECIPE_REVISION $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
-if [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$IMAGE" 2>/dev/null) \
-   && [ "$have" = "$recipe" ]; then
-  log "$IMAGE is up to date (recipe $recipe)"
+# up_to_date IMAGE RECIPE: the image exists with that recipe label (and no --force).
+up_to_date() {
+  local have
+  [ "$FORCE" = 0 ] && have=$(docker image inspect -f '{{index .Config.Labels "tfs-fleet.recipe"}}' "$1" 2>/dev/null) \
+    && [ "$have" = "$2" ] && log "$1 is up to date (recipe $2)"
+}
+
+# The same host with Debian's Docker engine installed (docker.io and python3-requests, as the
+# docker role installs them): a provider's "golden image" with the engine baked in. The molecule
+# scenarios whose subject is not the engine (the Makefile's ENGINE_IMAGE_SCENARIOS) and
+# tests/hostchange start from it, so that each of their hosts does not download and unpack the
+# engine again; the docker role still converges it there (pin, daemon.json merge, service). The
+# docker scenario, the pytest tests, the fleet stage and `make demo` start from the bare image.
+# Its package lists stay, as fresh as the build (the roles' apt cache_valid_time).
+build_engine_image() {
+  local base_id recipe dir start
+  base_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+  recipe=$(echo "1 $base_id $ENGINE_PACKAGES" | sha256sum | cut -c1-16)
+  up_to_date "$ENGINE_IMAGE" "$recipe" && return 0
+  dir=$(mktemp -d)
+  start=$(date +%s)
+  printf 'FROM %s\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq %s >/dev/null && apt-get clean\n' \
+    "$IMAGE" "$ENGINE_PACKAGES" >"$dir/Dockerfile"
+  log "installing $ENGINE_PACKAGES on $IMAGE"
+  docker build -q --label "tfs-fleet.recipe=$recipe" -t "$ENGINE_IMAGE" "$dir" >"$dir/build.log" 2>&1 \
+    || { cat "$dir/build.log" >&2; rm -rf "$dir"; exit 1; }
+  rm -rf "$dir"
+  log "built $ENGINE_IMAGE in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$ENGINE_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+if up_to_date "$IMAGE" "$recipe"; then
+  build_engine_image
   exit 0
 fi
 
@@ -116,3 +148,4 @@ docker build -q --label "tfs-fleet.recipe=$recipe" -t "$IMAGE" "$workdir" >"$wor
   || { cat "$workdir/build.log" >&2; exit 1; }
 docker image rm tfs-fleet/debian12-rootfs:build >/dev/null 2>&1 || true
 log "built $IMAGE from $SOURCE in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+build_engine_image
