@@ -151,6 +151,20 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def write_host_record(run_dir: Path, text: str) -> str:
+    """Write one host's line of the run (a JSON object with its `host`) to
+    run_dir/hosts/<host>.json, atomically; returns the host."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"the host record is not JSON ({exc})") from exc
+    host = record.get("host") if isinstance(record, dict) else None
+    if not isinstance(host, str) or not host or "/" in host or host.startswith("."):
+        raise ReportError("the host record names no host (a 'host' key with a host name)")
+    _atomic_write(run_dir / "hosts" / f"{host}.json", json.dumps(record, indent=4) + "\n")
+    return host
+
+
 def write_report(run_dir: Path, run_id: str, hosts: Sequence[str]) -> dict[str, Any]:
     """Merge run_dir/hosts/*.json into run_dir/report.json and run_dir/report.txt."""
     report = build_report(run_id, hosts, load_records(run_dir / "hosts"))

@@ -105,6 +105,28 @@ def test_cli_prints_the_table_and_strict_exit_codes(tmp_path: Path) -> None:
     assert broken.returncode == 2 and "h2.json" in broken.stderr
 
 
+def test_cli_writes_the_host_record_from_stdin_then_the_report(tmp_path: Path) -> None:
+    args = ["--run-dir", str(tmp_path), "--run-id", "r6", "--host", "h1", "--host", "h2"]
+    script = REPO / "scripts" / "rollout_report.py"
+
+    def with_stdin(text: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), *args, "--record-stdin"],
+            input=text, capture_output=True, text=True,
+        )  # fmt: skip
+
+    first = with_stdin(json.dumps(record("h1", "updated")))
+    assert first.returncode == 0, first.stderr
+    assert json.loads((tmp_path / "hosts" / "h1.json").read_text())["status"] == "updated"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [h["status"] for h in report["hosts"]] == ["updated", "not-reached"]
+    for bad, why in [("{", "not JSON"), ('{"status": "x"}', "names no host"),
+                     ('{"host": "../x"}', "names no host")]:  # fmt: skip
+        out = with_stdin(bad)
+        assert out.returncode == 2 and why in out.stderr, out.stderr
+    assert sorted(p.name for p in (tmp_path / "hosts").iterdir()) == ["h1.json"]
+
+
 def test_cli_help_documents_exit_codes() -> None:
     out = run_cli("--help")
     assert out.returncode == 0 and "exit status" in out.stdout and "--strict" in out.stdout
