@@ -1,5 +1,5 @@
 # tfserving_image role (issue 5): the docker save reader's unit tests and check-mode runs of the
-# role against the local engine (pull tags, digest, login with a loopback registry, the CUDA
+# role against the local engine (pull tags, digest, login and failures against the real registry, the CUDA
 # gate refusing and switching to a build, Dockerfile rendering), then its molecule scenario
 # (archive shipped once and loaded, async two-stage build on a fake old GPU host).
 

@@ -7,6 +7,10 @@
 #   debootstrap      the test-host and stand-in images when no registry answers
 #   make, git        the build itself
 #   promtool         checks and unit-tests the alert rules and scrape config (Debian: prometheus)
+#   docker-registry, htpasswd, skopeo
+#                    the real registry the image role's tests pull from (Debian: docker-registry,
+#                    apache2-utils, skopeo); the tests run their own instance on loopback (on a
+#                    machine with systemd the package also enables its own service on :5000)
 # On Debian/Ubuntu as root the missing ones are installed with apt-get; anywhere else the script
 # stops with one message that names everything missing and the command that installs it.
 #
@@ -15,7 +19,7 @@
 # Exit codes: 0 everything present (or installed), 1 something missing, 2 bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 CHECK=0
 for arg in "$@"; do
   case "$arg" in
@@ -29,6 +33,7 @@ log() { printf 'ensure_controller_tools: %s\n' "$*" >&2; }
 
 # command:Debian package
 TOOLS="make:make git:git rsync:rsync ssh:openssh-client ssh-keygen:openssh-client debootstrap:debootstrap promtool:prometheus"
+TOOLS="$TOOLS docker-registry:docker-registry htpasswd:apache2-utils skopeo:skopeo"
 missing=()
 for pair in $TOOLS; do
   cmd=${pair%%:*} pkg=${pair##*:}

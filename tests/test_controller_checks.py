@@ -53,7 +53,8 @@ def test_tools_script_names_everything_missing_in_one_message(tmp_path: Path) ->
     proc = run_tools_script(tmp_path, BASICS, "--check")
     assert proc.returncode == 1
     message = proc.stderr
-    for package in ("rsync", "openssh-client", "debootstrap", "prometheus"):
+    for package in ("rsync", "openssh-client", "debootstrap", "prometheus", "docker-registry",
+                    "apache2-utils", "skopeo"):  # fmt: skip
         assert package in message, message
     assert message.count("missing on this machine") == 1
     assert "apt-get install -y" in message
@@ -61,8 +62,10 @@ def test_tools_script_names_everything_missing_in_one_message(tmp_path: Path) ->
 
 def test_tools_script_passes_when_everything_is_there(tmp_path: Path) -> None:
     proc = run_tools_script(
-        tmp_path, [*BASICS, "rsync", "ssh", "ssh-keygen", "debootstrap", "promtool"]
-    )
+        tmp_path,
+        [*BASICS, "rsync", "ssh", "ssh-keygen", "debootstrap", "promtool", "docker-registry",
+         "htpasswd", "skopeo"],
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
 

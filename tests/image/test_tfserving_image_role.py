@@ -4,7 +4,8 @@ Every run here is in check mode (nothing on this machine changes; the engine is 
 what it has) except the build-context rendering, which writes into a temporary directory.
 Several inventory aliases of localhost stand for hosts with different facts, so one run
 covers the CPU tag, the GPU tag, the digest pin, the CUDA gate refusing and switching to a
-build, the archive path and bad input.
+build, the archive path and bad input. The pull source's login and its failures run against
+the real registry (Debian's docker-registry on the controller's loopback: registry_server.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fake_registry import fake_registry
+from registry_server import Registry, make_ca, real_registry
 
 from helpers import ansible_playbook, docker, report_of, require_docker_image
 
@@ -81,7 +82,8 @@ def check_run(
         "gpu-host": {"nvidia_driver_gpu_present": True,
                      "nvidia_driver_installed_version": "535.104.05"},
         "digest-host": {"tfserving_image_repository": PRIVATE_REPO,
-                        "tfserving_image_digest": DIGEST},
+                        "tfserving_image_digest": DIGEST,
+                        "tfserving_image_registry_check": False},
         "old-gpu-fail": old_gpu,
         "old-gpu-build": {**old_gpu, "tfserving_image_on_incompatible": "build",
                           "tfserving_image_build_source_sha256": SOURCE_SHA256},
@@ -239,29 +241,108 @@ def test_bad_input_fails_first_naming_the_variable(
         assert word in failed[0]
 
 
+PULLER = "tfsf-puller"
+PASSWORD = "tfsf-S3cret-9f4b2c"
+REPOSITORY = "tfsf-image/serving"
+
+
 @pytest.mark.docker
 def test_login_uses_the_vault_password_and_never_logs_it(tmp_path: Path) -> None:
-    password = "tfsf-S3cret-9f4b2c"
-    with fake_registry("tfsf-puller", password) as (registry, seen):
+    with real_registry(tmp_path / "registry", {PULLER: PASSWORD}) as registry:
+        digest = registry.push(PROBE, REPOSITORY, "2.19.0")
         inventory = write_inventory(
             tmp_path / "hosts.yml",
-            {"login-host": {"tfserving_image_repository": f"{registry}/tfsf-image/serving",
-                            "tfserving_image_registry_username": "tfsf-puller",
-                            "tfserving_image_registry_password": password}},
+            {"login-host": {"tfserving_image_repository": f"{registry.address}/{REPOSITORY}",
+                            "tfserving_image_registry_url": f"http://{registry.address}",
+                            "tfserving_image_digest": digest,
+                            "tfserving_image_registry_username": PULLER,
+                            "tfserving_image_registry_password": PASSWORD}},
         )  # fmt: skip
         proc = run_playbook(PLAYBOOKS / "role.yml", inventory, "--check", "-vvv", json_output=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:]
-    # The engine presented exactly these credentials to the registry named in the repository ...
-    assert ("tfsf-puller", True) in seen.logins
-    assert f"TASK [tfserving_image : Pull {registry}/tfsf-image/serving:2.19.0]" in output
+    # The registry's only user is the puller, so an authorized request carried its password:
+    # the role asked for the pinned manifest with it, then the engine logged in with it.
+    asked = registry.authorized("Python-urllib")
+    assert [e["http.request.uri"] for e in asked] == [f"/v2/{REPOSITORY}/manifests/{digest}"]
+    assert any(e["http.request.uri"] == "/v2/" for e in registry.authorized("docker/"))
+    assert registry.refused_users() == []
+    assert f"TASK [tfserving_image : Pull {registry.address}/{REPOSITORY}@{digest}]" in output
     # ... and the password appears nowhere in the -vvv output.
-    assert password not in output
+    assert PASSWORD not in output
     login = output[output.index("TASK [tfserving_image : Log in to the registry]") :]
     assert login.split("TASK [", 2)[1].count("censored: 'the output has been hidden") == 1
     # Check mode stored no credentials on the host.
     config = Path.home() / ".docker" / "config.json"
-    assert not config.exists() or registry not in config.read_text()
+    assert not config.exists() or registry.address not in config.read_text()
+
+
+@pytest.fixture(scope="module")
+def registry_failures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, Report]:
+    """One check-mode run against the real registry over TLS (test CA), one host per failure,
+    each with exactly one thing wrong; plus a registry stopped just before the run."""
+    tmp = tmp_path_factory.mktemp("registry-failures")
+    pki, stranger = make_ca(), make_ca("tfs-fleet pytest stranger CA")
+    with real_registry(tmp / "stopped", {PULLER: PASSWORD}, tls=pki) as stopped:
+        stopped.push(PROBE, REPOSITORY, "2.19.0")
+    with real_registry(tmp / "registry", {PULLER: PASSWORD}, tls=pki) as registry:
+        digest = registry.push(PROBE, REPOSITORY, "2.19.0")
+        good = {"tfserving_image_repository": f"{registry.address}/{REPOSITORY}",
+                "tfserving_image_digest": digest,
+                "tfserving_image_registry_username": PULLER,
+                "tfserving_image_registry_password": PASSWORD,
+                "tfserving_image_registry_ca": pki.ca_pem}  # fmt: skip
+        hosts: dict[str, dict[str, Any]] = {
+            "wrong-password": good | {"tfserving_image_registry_password": "not-the-password"},
+            "unknown-ca": good | {"tfserving_image_registry_ca": stranger.ca_pem},
+            "no-ca": good | {"tfserving_image_registry_ca": ""},
+            "missing-tag": good | {"tfserving_image_digest": "",
+                                   "tfserving_image_version": "2.99.0"},
+            "other-digest": good | {"tfserving_image_digest": DIGEST},
+            "registry-stopped": good | {
+                "tfserving_image_repository": f"{stopped.address}/{REPOSITORY}"},
+        }  # fmt: skip
+        inventory = write_inventory(tmp / "hosts.yml", hosts)
+        proc = run_playbook(PLAYBOOKS / "role.yml", inventory, "--check")
+    return registry, parse(proc)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("wrong-password", ["refused the credentials", "tfserving_image_registry_password",
+                            "tfserving_image_registry_username ('tfsf-puller')"]),
+        ("unknown-ca", ["is not trusted", "tfserving_image_registry_ca", "the one given is not"]),
+        ("no-ca", ["is not trusted", "tfserving_image_registry_ca", "none is given"]),
+        ("missing-tag", ["the tag 2.99.0 is not in", "tfserving_image_version",
+                         "tfserving_image_tag"]),
+        ("other-digest", [f"tfserving_image_digest {DIGEST} is not in", "pin the digest"]),
+        ("registry-stopped", ["does not answer", "tfserving_image_repository"]),
+    ],
+)  # fmt: skip
+def test_registry_failures_stop_first_naming_the_variable(
+    registry_failures: tuple[Registry, Report], host: str, words: list[str]
+) -> None:
+    registry, report = registry_failures
+    stats = report["stats"][host]
+    assert (stats["failures"], stats["changed"]) == (1, 0), stats
+    failed = results(report, "Stop when the registry cannot give the image")[host]
+    assert failed["failed"] is True
+    assert failed["msg"].startswith(f"{host}: ") and "nothing was changed" in failed["msg"]
+    for word in words:
+        assert word in failed["msg"], failed["msg"]
+    assert PASSWORD not in failed["msg"]
+    # Nothing after the registry's answer ran: no CA installed, no login, no pull, no record.
+    for task in (
+        "Install ",
+        "Log in to the registry",
+        "Pull ",
+        "Record the image on the host",
+    ):
+        assert host not in results(report, task), task
+    if host == "wrong-password":
+        assert PULLER in registry.refused_users()
 
 
 @pytest.fixture(scope="module")
