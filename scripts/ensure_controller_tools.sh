@@ -9,8 +9,8 @@
 #   promtool         checks and unit-tests the alert rules and scrape config (Debian: prometheus)
 #   docker-registry, htpasswd, skopeo
 #                    the real registry the image role's tests pull from (Debian: docker-registry,
-#                    apache2-utils, skopeo); the tests run their own instance on loopback (on a
-#                    machine with systemd the package also enables its own service on :5000)
+#                    apache2-utils, skopeo); the tests run their own instance on loopback (a
+#                    service its package or prometheus's starts is stopped and disabled)
 # On Debian/Ubuntu as root the missing ones are installed with apt-get; anywhere else the script
 # stops with one message that names everything missing and the command that installs it.
 #
@@ -59,3 +59,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 log "installed ${missing[*]}"
+# prometheus and docker-registry are here for their programs (promtool; the tests run their own
+# registry on loopback): on a machine that runs systemd their packages would also start services
+# on :9090 and :5000. The ones installed just now are stopped and disabled; one that was already
+# installed is left as it was.
+if [ -d /run/systemd/system ]; then
+  for pkg in prometheus docker-registry; do
+    if [[ " ${missing[*]} " == *" $pkg "* ]]; then
+      systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
+      log "stopped and disabled the $pkg service its package started (only its program is used)"
+    fi
+  done
+fi

@@ -91,6 +91,8 @@ def test_stale_users_are_those_the_list_no_longer_names() -> None:
         ("tfsf-registry.test:5000/tfsf-image/serving", "", "tfsf-registry.test:5000"),
         ("registry.internal/ml/serving", "", "registry.internal"),
         ("localhost/ml/serving", "", "localhost"),
+        # Docker's rule, as image_reference_problem reads it: upper case names a host.
+        ("Registry/ml/serving", "", "Registry"),
         ("127.0.0.1:5000/tfsf-image/serving", "", "127.0.0.1:5000"),
         ("tensorflow/serving", "", ""),
         ("serving", "", ""),

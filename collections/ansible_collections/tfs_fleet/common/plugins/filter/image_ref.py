@@ -34,6 +34,12 @@ _DOMAIN_RE = re.compile(_DOMAIN)
 _ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def names_a_registry(first: str) -> bool:
+    """Whether a reference's first path component is a registry (Docker's rule: it has a '.' or
+    a ':', is 'localhost', or has upper-case letters), not the first part of a Docker Hub path."""
+    return "." in first or ":" in first or first == "localhost" or first != first.lower()
+
+
 def image_reference_problem(reference: Any) -> str:
     """'' when Docker accepts ``reference``, else why not."""
     if not isinstance(reference, str) or not reference.strip():
@@ -57,7 +63,7 @@ def image_reference_problem(reference: Any) -> str:
             )
     path = name
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if sep and names_a_registry(first):
         if not _DOMAIN_RE.fullmatch(first):
             return f"{ref!r}: the registry part {first!r} is not a host name"
         path = rest

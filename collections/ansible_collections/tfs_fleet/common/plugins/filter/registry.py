@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.tfs_fleet.common.plugins.filter.image_ref import names_a_registry
+
 DOCUMENTATION = r"""
 name: registry_input_problem
 short_description: What is wrong with the tfserving_registry role's input (empty when nothing)
@@ -95,10 +97,6 @@ def registry_htpasswd_stale(htpasswd: str, users: list[Mapping[str, Any]]) -> li
     return found
 
 
-def _looks_like_registry(head: str) -> bool:
-    return "." in head or ":" in head or head == "localhost"
-
-
 def registry_host(repository: str, url: str = "") -> str:
     """The ``host[:port]`` the engine pulls ``repository`` from: ``url`` when set (its scheme and
     path dropped), else the repository's first path component when it names a registry, else ''
@@ -107,7 +105,7 @@ def registry_host(repository: str, url: str = "") -> str:
         rest = url.split("://", 1)[-1]
         return rest.split("/", 1)[0]
     head, sep, _ = (repository or "").partition("/")
-    return head if sep and _looks_like_registry(head) else ""
+    return head if sep and names_a_registry(head) else ""
 
 
 class FilterModule:
