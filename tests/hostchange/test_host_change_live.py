@@ -9,16 +9,29 @@ checked) while site.yml applies a host change:
    host at a time, the canary first; 0 failed requests; the re-run changes nothing;
 3. a change that breaks the canary (data-root moved without its data: the engine comes back
    empty): the run stops at the canary, which stays drained (held in its deployment record, named
-   in the failure), the other host is untouched, 0 failed requests.
+   in the failure), the other host is untouched, 0 failed requests;
+4. a version change of the NVIDIA container toolkit's packages: each host is drained while its
+   installed version changes, one host at a time, the canary first; 0 failed requests; the re-run
+   changes nothing.
 
-A sampler reads each host's dockerd PID and the LB's admin state of its servers, 0.4 s
-between samples (about 0.7 s apart with the reads).
+For 4, the hosts play GPU servers to the toolkit role: each carries the signed fixture apt
+repository of the toolkit scenario (molecule/nvidia_container_toolkit/files/build_fixture_repo.sh:
+empty packages with the real names and versions, a fake nvidia-ctk), and the role is told the host
+has a GPU (nvidia_container_toolkit_gpu_present), so it installs, pins, configures daemon.json and
+CDI through its normal path. The fake PCI tree of the driver scenario is not used here: with it
+every GPU role would act (the driver role would install Debian's driver, the serving role would ask
+for GPUs), and the stand-in serves on CPU. The first site.yml installs the older of the fixture's
+two versions (a fresh fleet: at full speed); test 4 moves to the newer one.
+
+A sampler reads each host's dockerd PID and the LB's admin state of its servers (and, for 4, the
+installed toolkit version), 0.4 s between samples (about 0.7 s apart with the reads).
 Every wait is bounded."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,6 +69,34 @@ REFERENCE = REPO.parent / "shared" / "reference-models" / "saved_model_half_plus
 SANDBOX_OPTIONS = {"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}
 SOCKET = "/run/haproxy/admin.sock"
 LOGS = REPO / "artifacts" / "hostchange"
+FIXTURE_REPO_SCRIPT = REPO / "molecule/nvidia_container_toolkit/files/build_fixture_repo.sh"
+FIXTURE_REPO = "/srv/tfsf-fixture/nvidia-repo"
+
+
+def toolkit_versions() -> tuple[str, str]:
+    """The fixture repository's two toolkit versions, older first (its `for v in A B; do`)."""
+    found = re.search(r"^for v in ([^;]+); do$", FIXTURE_REPO_SCRIPT.read_text(), re.MULTILINE)
+    assert found, f"{FIXTURE_REPO_SCRIPT}: no `for v in ...; do` line"
+    versions = found.group(1).split()
+    assert len(versions) == 2, versions
+
+    def key(v: str) -> list[int]:
+        return [int(n) for n in re.findall(r"\d+", v)]
+
+    old, new = sorted(versions, key=key)
+    return old, new
+
+
+def toolkit_vars(version: str) -> dict[str, Any]:
+    """The toolkit role on these hosts: the fixture repository, a GPU as far as the role knows,
+    and no GPU check container (it needs nvidia-smi and an image from a registry)."""
+    return {
+        "nvidia_container_toolkit_gpu_present": True,
+        "nvidia_container_toolkit_repo_url": f"file://{FIXTURE_REPO}",
+        "nvidia_container_toolkit_repo_key_url": f"file://{FIXTURE_REPO}/gpgkey",
+        "nvidia_container_toolkit_gpu_check": False,
+        "nvidia_container_toolkit_version": version,
+    }
 
 
 def playbook(name: str, *args: str, timeout: int = 1500) -> Run:
@@ -106,11 +147,27 @@ def daemon_json(host: str) -> dict[str, Any]:
     return json.loads(in_host(host, "cat", "/etc/docker/daemon.json") or "{}")
 
 
+def toolkit_version(host: str) -> str:
+    """The installed nvidia-container-toolkit version ("" when none)."""
+    return in_host(host, "dpkg-query", "-W", "-f=${Version}", "nvidia-container-toolkit")
+
+
+def build_fixture_repo(host: str) -> None:
+    """The fixture apt repository on the host (kept when it is there already)."""
+    if docker("exec", host, "test", "-f", f"{FIXTURE_REPO}/gpgkey", check=False).returncode == 0:
+        return
+    docker("cp", str(FIXTURE_REPO_SCRIPT), f"{host}:/tmp/build_fixture_repo.sh")
+    docker("exec", host, "bash", "/tmp/build_fixture_repo.sh", FIXTURE_REPO)
+
+
 @dataclass
 class Sampler(Background):
     """(seconds, {host: dockerd PID}, drained hosts), 0.4 s between samples, for 20 min at most."""
 
     samples: list[tuple[float, dict[str, str], set[str]]] = field(default_factory=list)
+    # With read_toolkit: each host's installed toolkit version, one dict per sample.
+    read_toolkit: bool = False
+    toolkit: list[dict[str, str]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -118,23 +175,35 @@ class Sampler(Background):
         start = time.monotonic()
         while not self._stop.is_set() and time.monotonic() - start < 1200:
             pids = {h: dockerd_pid(h) for h in HOSTS}
-            self.samples.append((time.monotonic() - start, pids, drained_hosts()))
+            versions = {h: toolkit_version(h) for h in HOSTS} if self.read_toolkit else {}
+            drained = drained_hosts()
+            if self.read_toolkit:
+                self.toolkit.append(versions)
+            self.samples.append((time.monotonic() - start, pids, drained))
             self._stop.wait(0.4)
 
     def save(self, name: str) -> None:
         """The samples in artifacts/hostchange/NAME.samples.json (what a failure is read from)."""
         LOGS.mkdir(parents=True, exist_ok=True)
         rows = [{"t": round(t, 2), "pids": p, "drained": sorted(d)} for t, p, d in self.samples]
+        for row, versions in zip(rows, self.toolkit, strict=False):
+            row["toolkit"] = versions
         (LOGS / f"{name}.samples.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 @dataclass
 class HostChangeFleet:
     export: Path
+    toolkit: str  # the toolkit version site.yml pins
 
     def site(self, name: str, options: dict[str, Any] | None = None, *extra: str) -> Run:
         opts = ("-e", json.dumps({"docker_daemon_options": options})) if options else ()
-        return playbook(name, *sandbox_playbook_args("site.yml", self.export, *opts, *extra))
+        # The image from the stand-in's archive (the air-gap path): this stage's subject is the
+        # host change, not the image's distribution.
+        image = ("-e", "tfserving_image_source=archive")
+        toolkit = ("-e", json.dumps(toolkit_vars(self.toolkit)))
+        args = sandbox_playbook_args("site.yml", self.export, *image, *toolkit, *opts, *extra)
+        return playbook(name, *args)
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +223,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostChangeFleet]
         sandbox("-e", "sandbox_state=absent")
     up = sandbox()
     assert up.rc == 0, up.tail()
-    the_fleet = HostChangeFleet(export)
+    for host in HOSTS:
+        build_fixture_repo(host)
+    old, _ = toolkit_versions()
+    the_fleet = HostChangeFleet(export, old)
     first = the_fleet.site("site-first", SANDBOX_OPTIONS)
     assert first.rc == 0, first.tail()
     # A fresh fleet serves nothing yet: no host goes through the drained path.
     assert "drained at the load balancers, changed and gated" not in first.output
+    assert all(toolkit_version(h) == old for h in HOSTS), {h: toolkit_version(h) for h in HOSTS}
     yield the_fleet
     if os.environ.get("TFS_FLEET_HOSTCHANGE_KEEP") != "1":
         sandbox("-e", "sandbox_state=absent")
@@ -266,6 +339,43 @@ def test_a_change_that_breaks_the_canary_stops_there_and_leaves_it_drained(
         healed = fleet.site("site-healed", options)
         assert healed.rc == 0, healed.tail()
         assert wait_in_service(), drained_hosts()
+
+
+def test_a_toolkit_version_change_drains_each_host_in_turn(fleet: HostChangeFleet) -> None:
+    old, new = toolkit_versions()
+    assert {h: toolkit_version(h) for h in HOSTS} == {h: old for h in HOSTS}
+    options = {**SANDBOX_OPTIONS, "log-level": daemon_json(HOSTS[0]).get("log-level", "warn")}
+    assert wait_in_service(), drained_hosts()
+    fleet.toolkit = new
+    with Sampler(read_toolkit=True) as sampler, Load(FRONT) as load:
+        time.sleep(2)
+        run = fleet.site("site-toolkit", options)
+        time.sleep(2)
+    sampler.save("site-toolkit")
+    report = load.report()
+    (LOGS / "site-toolkit.load.json").write_text(json.dumps(report, indent=1) + "\n")
+    assert run.rc == 0, run.tail()
+    assert report["failed"] == 0, report
+    assert report["requests"] >= 100, report
+    assert {h: toolkit_version(h) for h in HOSTS} == {h: new for h in HOSTS}
+    flat = " ".join(run.output.split())
+    assert f"nvidia_container_toolkit: upgrade (packages to {new})" in flat, run.tail()
+    samples, versions = sampler.samples, sampler.toolkit
+    assert all(len(drained) <= 1 for _, _, drained in samples), "two hosts out at once"
+    changed_at = {}
+    for host in HOSTS:
+        first_new = next(i for i, v in enumerate(versions) if v[host] == new)
+        # Drained before the packages changed, and still drained once the new version is in.
+        assert host in samples[first_new][2], (host, first_new, samples[first_new])
+        assert any(host in samples[i][2] and versions[i][host] == old for i in range(first_new)), (
+            host
+        )
+        changed_at[host] = samples[first_new][0]
+    assert changed_at[HOSTS[0]] < changed_at[HOSTS[1]], changed_at  # the canary first
+    assert wait_in_service(), drained_hosts()
+    again = fleet.site("site-toolkit-again", options)
+    assert again.rc == 0, again.tail()
+    assert again.changed == {**{h: 0 for h in HOSTS}, LB: 0}, again.tail()
 
 
 _UNHOLD = (
