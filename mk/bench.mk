@@ -9,7 +9,8 @@
 # controller bytes per host and wall time), idempotent re-runs over SSH, a rollout through the
 # front door under load, a 1 GiB model sync against bare rsync; last the control plane on 4 and
 # 8 light hosts: 18 min 53 s on a fresh clone on 2 shared cores at low load before the
-# distribution part, which adds a second first converge (about 27 minutes at load 15). BENCH_ARGS passes options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
+# distribution part, which adds a second first converge (about 10 minutes here; about 27
+# minutes in all at load 15 before it). BENCH_ARGS passes options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
 # (about 1.5 minutes).
 BENCH_ARGS ?=
 
