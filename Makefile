@@ -88,9 +88,20 @@ demo: venv images standin-archive ## Sandbox fleet + demo model + site.yml, then
 	$(TIMED) sandbox-up $(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=present -e sandbox_host_count=$(SANDBOX_HOSTS) -e sandbox_lb=true
 	@if [ -d $(DEMO_MODELS)/half_plus_two/1 ]; then echo "demo model: $(DEMO_MODELS)/half_plus_two has versions $$(ls $(DEMO_MODELS)/half_plus_two | tr '\n' ' ')"; \
 	 else $(TIMED) export $(PY) scripts/export_model.py --demo half_plus_two --export-base $(DEMO_MODELS); fi
-	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml
+	@# The registry host (tfs-fleet-sandbox-80, group registry) runs Debian's docker-registry
+	@# (playbooks/registry.yml, also in site.yml), the stand-in image is pushed into it once
+	@# (skopeo, playbooks/sandbox_push.yml: the digest lands in artifacts/sandbox/sandbox/image.yml)
+	@# and the serving hosts pull it from there (TFS_FLEET_SANDBOX_REGISTRY=0: the archive instead).
+	$(TIMED) registry $(BIN)/ansible-playbook -i inventories/sandbox playbooks/registry.yml $$(scripts/sandbox_args sandbox)
+	$(TIMED) push $(BIN)/ansible-playbook -i inventories/sandbox playbooks/sandbox_push.yml $$(scripts/sandbox_args sandbox)
+	$(TIMED) site $(BIN)/ansible-playbook -i inventories/sandbox site.yml $$(scripts/sandbox_args sandbox)
 	@echo; echo "=== the sandbox hosts are SSH hosts: log in as Ansible does (unprivileged, sudo for root)"
 	@for n in $$(seq 1 $(SANDBOX_HOSTS)); do echo "  ssh -i artifacts/sandbox/sandbox/id_ed25519 -o UserKnownHostsFile=artifacts/sandbox/sandbox/known_hosts -p $$((18400+n)) ops@127.0.0.1"; done
+	@if docker inspect tfs-fleet-sandbox-80 >/dev/null 2>&1; then echo; \
+	  echo "=== the image on every host: the stand-in (NOT TF Serving), pulled from the fleet's registry tfs-fleet-sandbox-registry:5000"; \
+	  for n in $$(seq 1 $(SANDBOX_HOSTS)); do h=tfs-fleet-sandbox-$$n; \
+	    printf '  %s (engine storage driver: %s): %s\n' $$h "$$(docker exec $$h docker info --format '{{.Driver}}')" \
+	      "$$(docker exec $$h docker image ls --digests --format '{{.Repository}}@{{.Digest}}' | tr '\n' ' ')"; done; fi
 	@echo; echo "=== the fleet's front door (HAProxy on tfs-fleet-sandbox-lb, docs/lb.md)"
 	@echo "  gRPC 127.0.0.1:18500   REST http://127.0.0.1:18600"
 	@echo; echo "=== smoke test through the load balancer (first row) and of every sandbox host (from this machine)"

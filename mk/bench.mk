@@ -3,11 +3,14 @@
 # ratios in one run (src/tfs_bench, scripts/bench.py; method and figures: docs/bench.md). Not a
 # test stage: `make test` never runs it. It writes artifacts/bench/results.json, the table in
 # docs/bench.md and the plots in docs/bench/. First the figures on loopback (client, cold start,
-# version swap on the stand-in), then the sandbox fleet's (TFS_FLEET_SANDBOX=bench: 6 hosts and
-# the LB host, created, converged once, removed at the end): idempotent re-runs over SSH, a
-# rollout through the front door under load, a 1 GiB model sync against bare rsync; last the
-# control plane on 4 and 8 light hosts: 18 min 53 s on a fresh clone on 2 shared cores at low
-# load (about 27 minutes at load 15). BENCH_ARGS passes options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
+# version swap on the stand-in), then the sandbox fleet's (TFS_FLEET_SANDBOX=bench: 6 hosts, the
+# LB host and a registry host, created, the stand-in pushed into the registry, removed at the
+# end): the image's distribution (first converge with the archive, then fresh hosts with pull:
+# controller bytes per host and wall time), idempotent re-runs over SSH, a rollout through the
+# front door under load, a 1 GiB model sync against bare rsync; last the control plane on 4 and
+# 8 light hosts: 18 min 53 s on a fresh clone on 2 shared cores at low load before the
+# distribution part, which adds a second first converge (about 10 minutes here; about 27
+# minutes in all at load 15 before it). BENCH_ARGS passes options (`scripts/bench.py --help`), e.g. BENCH_ARGS=--no-fleet for the loopback figures alone
 # (about 1.5 minutes).
 BENCH_ARGS ?=
 

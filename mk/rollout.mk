@@ -17,4 +17,4 @@ test-rollout: venv images standin-archive ## Only the rollout fault matrix (test
 
 .PHONY: rollout
 rollout: venv ## Roll out the export base to the sandbox fleet (canary first, gated batches)
-	$(BIN)/ansible-playbook -i inventories/sandbox playbooks/rollout.yml
+	$(BIN)/ansible-playbook -i inventories/sandbox playbooks/rollout.yml $$(scripts/sandbox_args sandbox)

@@ -26,6 +26,9 @@ ISSUE_FIGURES = {
     "smoke_cold_start_ratio", "swap_failed_requests", "swap_p99_ratio",
     "big_predict_peak_rss_gib", "rollout_failed_requests", "rollout_p99_ratio",
     "control_plane_rollout_1000host_s", "control_plane_verify_1000host_s",
+    # issue 25: the image's distribution, archive against pull
+    "dist_archive_bytes_per_host", "dist_pull_bytes_per_host", "dist_converge_archive_s",
+    "dist_converge_pull_s", "dist_converge_pull_vs_archive_ratio",
 }  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from tfs_bench.server import MODEL, REPO, BenchError, Standin, export_demo
 LOCAL_PARTS = ("client_vs_stub", "cold_start", "swap", "big_predict")
 # The local parts that share one stand-in; big_predict starts a fresh one of its own.
 SHARED_STANDIN_PARTS = ("client_vs_stub", "cold_start", "swap")
-FLEET_PARTS = ("rerun", "rollout", "sync")
+FLEET_PARTS = ("distribution", "rerun", "rollout", "sync")
 DOCKER_PARTS = ("control_plane",)
 PARTS = LOCAL_PARTS + FLEET_PARTS + DOCKER_PARTS
 # What --no-fleet skips: every part that needs Docker.
@@ -37,6 +37,13 @@ PART_FIGURES = {
     "cold_start": ["smoke_cold_start_ratio"],
     "swap": ["swap_failed_requests", "swap_p99_ratio"],
     "big_predict": ["big_predict_peak_rss_gib"],
+    "distribution": [
+        "dist_archive_bytes_per_host",
+        "dist_pull_bytes_per_host",
+        "dist_converge_archive_s",
+        "dist_converge_pull_s",
+        "dist_converge_pull_vs_archive_ratio",
+    ],
     "rerun": ["rerun_1host_s", "rerun_6host_s", "rerun_scaling_ratio", "rerun_vs_stock_ratio"],
     "rollout": ["rollout_failed_requests", "rollout_p99_ratio"],
     "sync": ["sync_vs_rsync_ratio", "resync_bytes", "resync_vs_full_ratio"],
@@ -379,10 +386,12 @@ def _fleet_parts(
     progress: Progress,
     timings: dict[str, float],
 ) -> bool:
-    """rerun, rollout, sync on one bench fleet: created, converged once, always removed at the
-    end (unless --keep-fleet)."""
+    """distribution, rerun, rollout, sync on one bench fleet with a registry host: created, the
+    stand-in pushed into its registry, converged (distribution: first with the archive, then
+    fresh hosts with pull), always removed at the end (unless --keep-fleet)."""
     from tfs_bench import plots
-    from tfs_bench.fleet import BenchFleet, rerun
+    from tfs_bench.distribution import distribution
+    from tfs_bench.fleet import ARCHIVE, BenchFleet, rerun
     from tfs_bench.rollout import rollout
     from tfs_bench.sync import sync
 
@@ -399,11 +408,24 @@ def _fleet_parts(
     try:
         try:
             fleet.create()
-            fleet.converge()
+            fleet.push()
+            if "distribution" not in parts:
+                fleet.converge()
         except (BenchError, OSError, subprocess.SubprocessError) as exc:
             progress(f"fleet set-up FAILED: {exc}")
             _fail_parts(parts, figures, f"fleet set-up: {exc}")
             return False
+        if "distribution" in parts:
+
+            def run_distribution() -> list[Figure]:
+                figs, _ = distribution(fleet, ARCHIVE)
+                return figs
+
+            # Its second converge (pull) is the one the other parts run on.
+            if not _measure("distribution", run_distribution, figures, progress, timings):
+                rest = [p for p in parts if p != "distribution"]
+                _fail_parts(rest, figures, "fleet set-up: the distribution part's converge failed")
+                return False
         if "rerun" in parts:
 
             def run_rerun() -> list[Figure]:

@@ -68,6 +68,20 @@ SPECS: tuple[Spec, ...] = (
     # The issue gives no goal of its own for this one: the swap's (p99 at most doubled).
     Spec("rollout_p99_ratio", "ratio", Goal("<=", 2.0),
          "p99 through the front door during the rollout / steady", True),
+    # Issue 25: how the image reaches the hosts. Bytes: what the docker-proxy of each serving
+    # host's SSH port relayed (both directions) during the fleet's first converge.
+    Spec("dist_archive_bytes_per_host", "bytes", None,
+         "controller<->host SSH bytes per serving host, first converge, image from the archive",
+         True),
+    Spec("dist_pull_bytes_per_host", "bytes", Goal("<=", 50_000_000),
+         "controller<->host SSH bytes per serving host, first converge, image pulled from the "
+         "fleet's registry (no image bytes: Ansible's modules and results)", True),
+    Spec("dist_converge_archive_s", "s", None,
+         "first converge of the bench fleet (site.yml), image from the archive", True),
+    Spec("dist_converge_pull_s", "s", None,
+         "first converge of the bench fleet (site.yml), image pulled from its registry", True),
+    Spec("dist_converge_pull_vs_archive_ratio", "ratio", Goal("<=", 1.0),
+         "dist_converge_pull_s / dist_converge_archive_s", True),
     # Estimates, not measurements of 1,000 hosts: no goal (docs/bench.md, "Past one controller").
     Spec("control_plane_rollout_1000host_s", "s", None,
          "estimate: the rollout's control path on 1,000 hosts, a line fitted to light SSH hosts "

@@ -38,9 +38,16 @@ BIN = Path(sys.executable).parent
 FLEET = "bench"
 PREFIX = f"tfs-fleet-{FLEET}"
 LB_HOST = f"{PREFIX}-lb"
+# The registry host (playbooks/tasks/sandbox_registry.yml): number 80, SSH on the SSH base + 80,
+# the registry on 127.0.0.1:REGISTRY_PORT for the controller's push.
+REGISTRY_HOST = f"{PREFIX}-80"
+REGISTRY_PORT = 37780
 # Serving host n publishes SSH, gRPC and REST on base + n; the LB host on the bases themselves.
 PORTS = {"ssh": 37400, "grpc": 37500, "rest": 37600}
 SANDBOX_DIR = REPO / "artifacts" / "sandbox" / FLEET
+# The fleet's generated secrets and vars, handed to every play as a user hands a vault
+# (scripts/sandbox_args): the registry's vaulted passwords and the pushed image's digest.
+FLEET_VAR_FILES = ("become.vault.yml", "registry.vault.yml", "image.yml")
 ARCHIVE = Path(
     os.environ.get("TFS_FLEET_STANDIN_ARCHIVE", REPO / "artifacts/images/serving-standin.tar")
 )
@@ -83,6 +90,17 @@ def sandbox_playbook_args(playbook: str, export_base: Path, *extra: str) -> list
         "-e", f"tfserving_image_archive_path={ARCHIVE}",
         *extra,
     ]  # fmt: skip
+
+
+def fleet_var_args(sandbox_dir: Path) -> list[str]:
+    """--vault-password-file and -e @FILE for the fleet's generated files that exist."""
+    args = []
+    if (sandbox_dir / "vault-password").is_file():
+        args += ["--vault-password-file", str(sandbox_dir / "vault-password")]
+    for name in FLEET_VAR_FILES:
+        if (sandbox_dir / name).is_file():
+            args += ["-e", f"@{sandbox_dir / name}"]
+    return args
 
 
 def serving_hosts(count: int) -> list[str]:
@@ -182,6 +200,7 @@ class BenchFleet:
     progress: Progress = print
     stock_cfg: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    push_stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def serving(self) -> list[str]:
@@ -209,12 +228,14 @@ class BenchFleet:
         timeout: float = 1800,
         extra_env: Mapping[str, str] | None = None,
         echo_plays: str | None = None,
+        on_play: Callable[[str], None] | None = None,
     ) -> Run:
         """ansible-playbook with args (its own session: killed with its children on timeout).
-        echo_plays: a label; every PLAY line is then passed to progress (long steps)."""
+        echo_plays: a label; every PLAY line is then passed to progress (long steps). on_play:
+        called with each play's name as the play starts, and with "" when the run has ended."""
         start = time.monotonic()
         proc = subprocess.Popen(
-            [str(BIN / "ansible-playbook"), *args],
+            [str(BIN / "ansible-playbook"), *args, *fleet_var_args(SANDBOX_DIR)],
             cwd=REPO, env=self.env(config, extra_env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
@@ -224,10 +245,15 @@ class BenchFleet:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
-                if echo_plays and line.startswith("PLAY ["):
+                if line.startswith("PLAY [") and (echo_plays or on_play):
                     name = line.split("[", 1)[1].rsplit("]", 1)[0]
-                    self.progress(f"{echo_plays}: {name} ({time.monotonic() - start:.0f} s)")
+                    if echo_plays:
+                        self.progress(f"{echo_plays}: {name} ({time.monotonic() - start:.0f} s)")
+                    if on_play:
+                        on_play(name)
             rc = proc.wait()
+            if on_play:
+                on_play("")
         finally:
             timer.cancel()
         if timer.fired:
@@ -243,6 +269,7 @@ class BenchFleet:
             str(REPO / "playbooks/sandbox.yml"), "-e", f"sandbox_state={state}",
             "-e", f"sandbox_host_count={self.hosts}", "-e", f"sandbox_lb={str(self.lb).lower()}",
             "-e", "sandbox_monitoring=false",
+            "-e", "sandbox_registry=true", "-e", f"sandbox_registry_port={REGISTRY_PORT}",
             *[a for k, v in PORTS.items() for a in ("-e", f"sandbox_{k}_port_base={v}")],
         ]  # fmt: skip
 
@@ -257,17 +284,61 @@ class BenchFleet:
             raise BenchError(f"creating the bench fleet failed:\n{run.tail()}")
         self.progress(f"fleet: created in {run.seconds:.0f} s")
 
-    def converge(self) -> None:
-        """site.yml on every host (untimed for the figures): docker.io, the stand-in image from
-        the archive, the model, the container, the LB; then the re-runs have nothing to do."""
-        self.progress("fleet: converging with site.yml (untimed, the longest step: minutes)")
-        run = self.playbook(self.site_args(), timeout=3600, echo_plays="converge")
-        self.timings["converge_s"] = round(run.seconds, 1)
-        (self.out / "converge.log").write_text(run.output)
+    def push(self) -> None:
+        """The fleet's registry (playbooks/registry.yml), then the stand-in pushed into it once
+        (playbooks/sandbox_push.yml: skopeo from the archive; its digest in image.yml), with the
+        bytes this machine sent into the fleet's network meanwhile (the one copy it sends)."""
+        from tfs_bench.distribution import bridge_tx
+
+        self.progress(f"fleet: the registry on {REGISTRY_HOST}, then the push of the stand-in")
+        inventory = ["-i", str(REPO / "inventories/sandbox")]
+        run = self.playbook([*inventory, str(REPO / "playbooks/registry.yml")], timeout=900)
+        self.timings["registry_s"] = round(run.seconds, 1)
+        (self.out / "registry.log").write_text(run.output)
         if run.rc != 0:
-            raise BenchError(f"the converge failed (log: {self.out / 'converge.log'}):\n"
+            raise BenchError(f"the registry play failed:\n{run.tail()}")
+        before = bridge_tx()
+        run = self.playbook(
+            [*inventory, str(REPO / "playbooks/sandbox_push.yml"),
+             "-e", f"sandbox_push_archive={ARCHIVE}"], timeout=900,
+        )  # fmt: skip
+        (self.out / "push.log").write_text(run.output)
+        if run.rc != 0:
+            raise BenchError(f"the push failed:\n{run.tail()}")
+        sent = bridge_tx() - before
+        self.timings["push_s"] = round(run.seconds, 1)
+        self.push_stats = {"seconds": round(run.seconds, 1), "bridge_tx_bytes": sent}
+        self.progress(f"fleet: pushed in {run.seconds:.0f} s ({sent} bytes into the network)")
+
+    def converge(self, source: str = "pull", on_play: Callable[[str], None] | None = None) -> Run:
+        """site.yml on every host: docker.io, the stand-in image (pulled from the fleet's
+        registry, or `source` archive: shipped from the controller), the model, the container,
+        the LB; then the re-runs have nothing to do."""
+        self.progress(f"fleet: converging with site.yml, image by {source} (the longest step)")
+        extra = ["-e", "tfserving_image_source=archive"] if source == "archive" else []
+        run = self.playbook(
+            self.site_args(*extra), timeout=3600, echo_plays="converge", on_play=on_play
+        )
+        self.timings[f"converge_{source}_s"] = round(run.seconds, 1)
+        (self.out / f"converge-{source}.log").write_text(run.output)
+        if run.rc != 0:
+            raise BenchError(f"the converge failed (log: {self.out / f'converge-{source}.log'}):\n"
                              f"{run.tail()}")  # fmt: skip
         self.progress(f"fleet: converged in {run.seconds:.0f} s")
+        return run
+
+    def recreate_hosts(self) -> None:
+        """Every host but the registry removed with its engine's volume and created again by
+        sandbox.yml (same keys, vaults and registry): a fresh fleet for another first converge."""
+        hosts = [*self.serving, *([LB_HOST] if self.lb else [])]
+        self.progress(f"fleet: recreating {len(hosts)} hosts (the registry host stays)")
+        subprocess.run(["docker", "rm", "-f", *hosts], capture_output=True, check=True, timeout=300)
+        volumes = [f"{host}-docker" for host in self.serving]
+        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, check=True,
+                       timeout=300)  # fmt: skip
+        run = self.playbook(self.sandbox_args(), timeout=900)
+        if run.rc != 0:
+            raise BenchError(f"recreating the bench fleet's hosts failed:\n{run.tail()}")
 
     def destroy(self) -> None:
         self.progress("fleet: removing the bench fleet")
