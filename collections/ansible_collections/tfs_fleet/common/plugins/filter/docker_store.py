@@ -13,7 +13,7 @@ short_description: Which image store a Docker engine uses (containerd or graphdr
 description:
   - Reads the output of C(docker info --format '{{json .}}') (parsed) and returns C(containerd)
     when the engine stores images in containerd (its C(DriverStatus) names the
-    C(io.containerd.snapshotter.v1) driver type: the default of fresh Docker 29 installs, an
+    C(io.containerd.snapshotter.v1) driver type, the default of fresh Docker 29 installs and an
     opt-in before), else C(graphdriver) (overlay2, vfs and the other classic storage drivers).
   - On the containerd store an image's ID is the digest of its manifest (or index), not of its
     configuration, so the ID a C(docker save) archive's C(manifest.json) names is not what
