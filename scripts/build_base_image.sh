@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Build the systemd-ready Debian 12 image that plays a "GPU server" in molecule and the sandbox:
+# Build the systemd-ready Debian image that plays a "GPU server" in molecule and the sandbox:
 # systemd, sshd (host keys made at first boot, keys only, no root login), sudo, Python, rsync;
 # then the same with Debian's Docker engine installed (build_engine_image below).
+#
+# SANDBOX_OS picks the release (one setting; default debian12):
+#   debian12  bookworm: tfs-fleet/debian12-systemd, tfs-fleet/debian12-systemd-docker
+#   debian13  trixie:   tfs-fleet/debian13-systemd, tfs-fleet/debian13-systemd-docker
+# Point molecule and the sandbox at the one you built with
+#   TFS_FLEET_TEST_IMAGE=$(SANDBOX_OS=debian13 scripts/build_base_image.sh --print-image)
 # Each sandbox host gets its login user and key when it is created (playbooks/sandbox.yml), as a
 # cloud provider's image gets them from cloud-init.
 #
-#   scripts/build_base_image.sh [--force]
+#   scripts/build_base_image.sh [--force | --print-image | --print-engine-image]
 #
 # Source of the root filesystem (TFS_FLEET_BASE_SOURCE):
 #   auto (default)  pull debian:12 when a registry answers, otherwise debootstrap
@@ -13,18 +19,29 @@
 #   debootstrap     debootstrap + docker import (needs root and the debootstrap package)
 # The image is cached: it is rebuilt only when this recipe changes (label tfs-fleet.recipe)
 # or with --force. Users with a registry point molecule and the sandbox at other images
-# (Ubuntu 22.04/24.04) with TFS_FLEET_TEST_IMAGE instead.
+# (Ubuntu 22.04/24.04/26.04) with TFS_FLEET_TEST_IMAGE instead.
 set -euo pipefail
 
-IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/debian12-systemd:latest}
-ENGINE_IMAGE=${TFS_FLEET_ENGINE_IMAGE:-tfs-fleet/debian12-systemd-docker:latest}
+SANDBOX_OS=${SANDBOX_OS:-debian12}
+case "$SANDBOX_OS" in
+  debian12) SUITE=bookworm; RELEASE=12 ;;
+  debian13) SUITE=trixie; RELEASE=13 ;;
+  *) printf 'build_base_image: SANDBOX_OS must be debian12 or debian13 (got %s)\n' "$SANDBOX_OS" >&2; exit 2 ;;
+esac
+IMAGE=${TFS_FLEET_BASE_IMAGE:-tfs-fleet/$SANDBOX_OS-systemd:latest}
+ENGINE_IMAGE=${TFS_FLEET_ENGINE_IMAGE:-tfs-fleet/$SANDBOX_OS-systemd-docker:latest}
 ENGINE_PACKAGES="docker.io python3-requests"
 PROBE_IMAGE=tfs-fleet/probe:latest
 SOURCE=${TFS_FLEET_BASE_SOURCE:-auto}
-SUITE=bookworm
 PACKAGES="systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,gnupg,curl,iproute2,procps,kmod,rsync,sudo,less,openssh-server"
 FORCE=0
-[ "${1:-}" = "--force" ] && FORCE=1
+case "${1:-}" in
+  --force) FORCE=1 ;;
+  --print-image) echo "$IMAGE"; exit 0 ;;
+  --print-engine-image) echo "$ENGINE_IMAGE"; exit 0 ;;
+  "") ;;
+  *) printf 'build_base_image: unknown argument %s\n' "$1" >&2; exit 2 ;;
+esac
 
 log() { printf 'build_base_image: %s\n' "$*" >&2; }
 
@@ -69,9 +86,30 @@ CMD ["/lib/systemd/systemd"]
 DOCKERFILE
 }
 
+# The sandbox's own settings for a nested engine, baked into the trixie images as a provider
+# bakes its quirks into a golden image (never into the roles' defaults): Docker 26 and later
+# (trixie's docker.io is 26.1.5) disable IPv6 on a container's eth0 on an IPv4-only network and
+# refuse to start the container when that sysctl write fails, which it does inside this sandbox
+# host (its /proc/sys is read-only: no --privileged). The variable is moby's own way out
+# ("failed to disable IPv6 on container's interface eth0, set env var
+# DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1"). A drop-in for a unit that is not installed yet
+# does nothing until the engine comes.
+dockerfile_nested_engine() {
+  cat <<'DOCKERFILE'
+RUN mkdir -p /etc/systemd/system/docker.service.d; \
+    printf '# tfs-fleet sandbox image only: nested Docker 26+ (see scripts/build_base_image.sh)\n[Service]\nEnvironment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1\n' \
+      >/etc/systemd/system/docker.service.d/tfs-fleet-sandbox-nested.conf
+DOCKERFILE
+}
+# Debian 12's recipe stays what it was (its images are not rebuilt by this change).
+dockerfile_os() {
+  if [ "$SANDBOX_OS" = debian13 ]; then dockerfile_nested_engine; fi
+  dockerfile_tail
+}
+
 # What the image is made of; bump RECIPE_REVISION when the rootfs steps below change.
 RECIPE_REVISION=3
-recipe=$( { dockerfile_tail; echo "$RECIPE_REVISION $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
+recipe=$( { dockerfile_os; echo "$RECIPE_REVISION $SUITE $PACKAGES"; } | sha256sum | cut -c1-16)
 # up_to_date IMAGE RECIPE: the image exists with that recipe label (and no --force).
 up_to_date() {
   local have
@@ -112,15 +150,15 @@ trap 'rm -rf "$workdir"' EXIT
 start=$(date +%s)
 
 if [ "$SOURCE" = auto ]; then
-  if timeout 30 docker pull -q debian:12 >/dev/null 2>&1; then SOURCE=registry; else SOURCE=debootstrap; fi
+  if timeout 30 docker pull -q "debian:$RELEASE" >/dev/null 2>&1; then SOURCE=registry; else SOURCE=debootstrap; fi
   log "no source given: using $SOURCE"
 fi
 
 case "$SOURCE" in
   registry)
-    { echo "FROM debian:12"
+    { echo "FROM debian:$RELEASE"
       echo "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(echo "$PACKAGES" | tr , ' ') && rm -rf /var/lib/apt/lists/* && touch -d @0 /var/lib/apt/lists"
-      dockerfile_tail; } >"$workdir/Dockerfile"
+      dockerfile_os; } >"$workdir/Dockerfile"
     ;;
   debootstrap)
     command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; exit 1; }
@@ -138,14 +176,14 @@ case "$SOURCE" in
     rm -rf "$workdir/rootfs/var/lib/apt/lists/"*
     # An empty, old package list: the first apt task with cache_valid_time refreshes it.
     touch -d @0 "$workdir/rootfs/var/lib/apt/lists"
-    tar -C "$workdir/rootfs" -c . | docker import - tfs-fleet/debian12-rootfs:build >/dev/null
-    { echo "FROM tfs-fleet/debian12-rootfs:build"; dockerfile_tail; } >"$workdir/Dockerfile"
+    tar -C "$workdir/rootfs" -c . | docker import - "tfs-fleet/$SANDBOX_OS-rootfs:build" >/dev/null
+    { echo "FROM tfs-fleet/$SANDBOX_OS-rootfs:build"; dockerfile_os; } >"$workdir/Dockerfile"
     ;;
   *) log "TFS_FLEET_BASE_SOURCE must be auto, registry or debootstrap (got '$SOURCE')"; exit 2 ;;
 esac
 
 docker build -q --label "tfs-fleet.recipe=$recipe" -t "$IMAGE" "$workdir" >"$workdir/build.log" 2>&1 \
   || { cat "$workdir/build.log" >&2; exit 1; }
-docker image rm tfs-fleet/debian12-rootfs:build >/dev/null 2>&1 || true
+docker image rm "tfs-fleet/$SANDBOX_OS-rootfs:build" >/dev/null 2>&1 || true
 log "built $IMAGE from $SOURCE in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
 build_engine_image

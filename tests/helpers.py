@@ -18,7 +18,9 @@ from tfs_bench.fleet import recap_changed as recap_changed
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TEST_IMAGE = os.environ.get("TFS_FLEET_TEST_IMAGE", "tfs-fleet/debian12-systemd:latest")
+TEST_IMAGE = os.environ.get(
+    "TFS_FLEET_TEST_IMAGE", f"tfs-fleet/{os.environ.get('SANDBOX_OS') or 'debian12'}-systemd:latest"
+)
 SYSTEMD_FLAGS = [
     "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
     "--security-opt", "seccomp=unconfined", "--cgroupns=host",

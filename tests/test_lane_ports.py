@@ -103,3 +103,25 @@ def test_the_host_change_fleet_shares_no_port() -> None:
     assert not ports & fleet_stage_ports()
     for name, scenario in scenario_envs().items():
         assert not ports & sandbox_ports(scenario), name
+
+
+def deb13_ports() -> set[int]:
+    """tests/deb13 (make test-deb13, beside anything): the serving host on the bases + 1, the
+    LB and monitoring host on the bases and Prometheus on 32690."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "deb13"))
+    import deb13
+
+    assert (deb13.SSH_BASE, deb13.GRPC_BASE, deb13.REST_BASE) == (32400, 32500, 32600)
+    return deb13.published_ports()
+
+
+def test_the_debian_13_proof_shares_no_port() -> None:
+    ports = deb13_ports()
+    assert ports == {32400, 32401, 32500, 32501, 32600, 32601, 32690}
+    assert max(ports) < 32768
+    assert not ports & fleet_stage_ports()
+    assert not ports & hostchange_ports()
+    for name, scenario in scenario_envs().items():
+        assert not ports & sandbox_ports(scenario), name
+    # The demo sandbox (make demo): 18400-18600 and Prometheus 19090.
+    assert not ports & (set(range(18400, 18700)) | {19090})

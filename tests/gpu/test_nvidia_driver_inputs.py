@@ -27,6 +27,8 @@ BAD_INPUT = [
     ("nvidia_driver_flavor=gaming", "nvidia_driver_flavor must be one of: full, headless, got"),
     ("nvidia_driver_branch=latest", "nvidia_driver_branch must be a driver major version such as"),
     ("nvidia_driver_ubuntu_source=cuda_repo", "nvidia_driver_cuda_keyring_sha256 must be the sha"),
+    ("nvidia_driver_debian_source=cuda_repo", "nvidia_driver_cuda_keyring_sha256 must be the sha"),
+    ("nvidia_driver_debian_source=nvidia", "nvidia_driver_debian_source must be one of"),
 ]
 
 

@@ -412,10 +412,87 @@ def test_branch_policy() -> None:
     eol = nh.branch_policy("535", "2026-12-02")
     assert eol["expired"] is True
     assert "reached end of life in 2026-06" in eol["message"]
-    assert "LTSB 580" in eol["message"]
+    assert 'nvidia_driver_branch: "580"' in eol["message"]
+    assert "nvidia_driver_allow_eol_branch: true" in eol["message"]
     assert nh.branch_policy("535", "2026-05-31")["expired"] is False
+    # NVIDIA's current page (R620) says June 2028; the R580 page said August 2028.
     assert nh.branch_policy("580", "2026-12-02") == {
-        "branch": "580", "kind": "LTSB", "end_of_life": "2028-08", "expired": False,
-        "message": "branch 580 (LTSB) reaches end of life in 2028-08",
+        "branch": "580", "kind": "LTSB", "end_of_life": "2028-06", "expired": False,
+        "message": "branch 580 (LTSB) reaches end of life in 2028-06",
     }  # fmt: skip
+    assert nh.branch_policy("580", "2028-06-30")["expired"] is False
+    assert nh.branch_policy("580", "2028-07-01")["expired"] is True
     assert nh.branch_policy("590", "2026-12-02")["kind"] == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("branch", "kind", "end_of_life", "expired"),
+    [
+        ("535", "LTSB", "2026-06", True),
+        ("550", "PB", "2025-08", True),
+        ("580", "LTSB", "2028-06", False),
+        ("595", "PB", "2027-03", False),
+        ("610", "NFB", "2026-08", True),
+        ("620", "LTSB", "2029-09", False),
+    ],
+)
+def test_branch_lifecycle_as_of_december_2026(
+    branch: str, kind: str, end_of_life: str, expired: bool
+) -> None:
+    policy = nh.branch_policy(branch, "2026-12-07")
+    assert (policy["kind"], policy["end_of_life"], policy["expired"]) == (
+        kind,
+        end_of_life,
+        expired,
+    )
+
+
+def test_supported_branches_move_with_the_date() -> None:
+    assert nh.supported_branches("2026-12-07") == ["580", "595", "620"]
+    assert nh.supported_branches("2027-04-01") == ["580", "620"]
+    assert nh.supported_branches("2026-05-01") == ["535", "580", "595", "620"]
+    assert (
+        "supported today: 580 (LTSB until 2028-06), 595 (PB until 2027-03), "
+        "620 (LTSB until 2029-09)" in (nh.branch_policy("610", "2026-12-07")["message"])
+    )
+
+
+@pytest.mark.parametrize(("major", "branch"), [("12", "535"), ("13", "550")])
+def test_debians_own_packaged_branch_is_refused_naming_the_way_out(major: str, branch: str) -> None:
+    policy = nh.branch_policy(branch, "2026-12-07", distribution="Debian", distribution_major=major)
+    assert policy["expired"] is True
+    message = policy["message"]
+    assert f"It is the branch Debian {major} packages" in message
+    assert "nvidia_driver_debian_source: cuda_repo" in message
+    assert 'nvidia_driver_branch: "580"' in message
+    assert f"keep Debian's {branch} knowingly with nvidia_driver_allow_eol_branch: true" in message
+    # From NVIDIA's repository the same branch is just an expired branch, not Debian's.
+    other = nh.branch_policy(branch, "2026-12-07", "Debian", major, source="cuda_repo")
+    assert "packages" not in other["message"]
+    # Another release's packaged branch is not named as this one's.
+    assert (
+        "Debian 13 packages" not in nh.branch_policy("535", "2026-12-07", "Debian", "13")["message"]
+    )
+
+
+def test_debian_from_nvidias_cuda_repository_takes_its_packages() -> None:
+    plan = nh.driver_plan("Debian", "580", source="cuda_repo", gpus=gpus(PCIE_L40S))
+    assert plan["packages"] == ["nvidia-open-580"]
+    assert plan["version_package"] == "nvidia-open-580"
+    plan = nh.driver_plan("Debian", "620", source="cuda_repo", kernel_module="proprietary")
+    assert plan["packages"] == ["nvidia-driver-pinning-620", "cuda-drivers"]
+    # Debian's own packages stay the default, and Debian's HGX error names the repository.
+    assert nh.driver_plan("Debian", "550")["packages"][:2] == [
+        "nvidia-driver",
+        "nvidia-kernel-dkms",
+    ]
+    hgx = nh.driver_plan(
+        "Debian", "550", gpus=gpus(HGX_H100), nvswitches=nh.pci_nvswitches(HGX_H100)
+    )
+    assert "nvidia_driver_debian_source: cuda_repo" in hgx["errors"][0]
+    hgx_repo = nh.driver_plan(
+        "Debian", "580", source="cuda_repo", gpus=gpus(HGX_H100),
+        nvswitches=nh.pci_nvswitches(HGX_H100),
+    )  # fmt: skip
+    assert hgx_repo["errors"] == []
+    assert hgx_repo["fabric_manager_packages"] == ["nvidia-fabricmanager-580", "libnvidia-nscq-580"]

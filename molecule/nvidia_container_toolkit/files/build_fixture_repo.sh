@@ -55,7 +55,9 @@ fake_ctk() { # fake_ctk PACKAGE_DIR VERSION: the fake nvidia-ctk and the refresh
     '[Install]' 'WantedBy=multi-user.target' >"$dir/lib/systemd/system/nvidia-cdi-refresh.service"
 }
 
-for v in 1.18.2-1 1.19.0-1; do
+# The role's pin (1.20.0-1, NVIDIA's latest release on 2026-12-07) and a newer version that the pin
+# must hold back: 1.21.0-1 exists only in this fixture (no such release was published).
+for v in 1.20.0-1 1.21.0-1; do
   build libnvidia-container1 "$v" ""
   build libnvidia-container-tools "$v" "libnvidia-container1 (>= $v)"
   build nvidia-container-toolkit-base "$v" ""

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-VERSION = "1.18.2-1"
+VERSION = "1.20.0-1"
+# Newer than the pin, offered by the fixture repository only (build_fixture_repo.sh).
+NEWER = "1.21.0-1"
 TOOLKIT = [
     "nvidia-container-toolkit",
     "nvidia-container-toolkit-base",
@@ -24,9 +26,9 @@ PREFERENCES = "/etc/apt/preferences.d/tfs-fleet-nvidia-container-toolkit"
 def test_toolkit_packages_pinned_below_newer_release(host, name):
     package = host.package(name)
     assert package.is_installed
-    assert package.version == VERSION  # the fixture repository also offers 1.19.0-1
+    assert package.version == VERSION  # the fixture repository also offers NEWER
     policy = host.check_output(f"apt-cache policy {name}")
-    assert "1.19.0-1" in policy
+    assert NEWER in policy
     assert f"Candidate: {VERSION}" in policy
 
 
@@ -140,3 +142,15 @@ def test_per_gpu_serving_containers_restarted_too(host):
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "no"
     assert state["State"]["Running"] is True
     assert _docker_time(state["State"]["StartedAt"]) >= docker_started
+
+
+def test_daemon_json_cdi_feature_follows_the_engine(host):
+    # features.cdi is Docker 25.0-28.1's opt-in; 28.2 enables CDI by default (moby/moby#49963)
+    # and Docker before 25 has no CDI: the role writes the key only where it is needed.
+    fact = host.file("/etc/ansible/facts.d/nvidia_container_toolkit.fact").content_string
+    engine = tuple(int(p) for p in json.loads(fact)["docker_version"].split(".")[:2])
+    features = _daemon_json(host).get("features", {})
+    if (25, 0) <= engine < (28, 2):
+        assert features.get("cdi") is True
+    else:
+        assert "cdi" not in features

@@ -165,7 +165,7 @@ def _packages(
 ) -> tuple[list[str], str, str]:
     """(driver packages, the package whose version is the driver's, RHEL stream or '')."""
     is_open = module == "open"
-    if distribution == "Debian":
+    if distribution == "Debian" and source != "cuda_repo":
         kmod = "nvidia-open-kernel-dkms" if is_open else "nvidia-kernel-dkms"
         if flavor == "headless":
             return [kmod, "nvidia-smi", "libcuda1", "nvidia-persistenced"], kmod, ""
@@ -239,13 +239,17 @@ def driver_plan(
     _check("nvidia_driver_kernel_module", kernel_module, KERNEL_MODULES)
     _check("nvidia_driver_fabric_manager", fabric_manager, FABRIC_MANAGER)
     _check("nvidia_driver_flavor", flavor, ("full", "headless"))
-    _check("nvidia_driver_ubuntu_source", source, ("distribution", "cuda_repo"))
+    _check(
+        "the driver source (nvidia_driver_ubuntu_source / nvidia_driver_debian_source)",
+        source,
+        ("distribution", "cuda_repo"),
+    )
     if not re.match(r"^\d{3}$", str(branch)):
         raise NvidiaPlanError(
             f"nvidia_driver_branch must be three digits such as '580', got {branch!r}"
         )
-    if distribution != "Ubuntu":
-        source = "cuda_repo" if distribution == "RedHat" else "distribution"
+    if distribution == "RedHat":
+        source = "cuda_repo"
     installed = sorted(str(name) for name in installed)
     gpu_list = list(gpus)
     generations = [gpu_generation(g.get("device", "")) for g in gpu_list]
@@ -309,11 +313,12 @@ def driver_plan(
     switches = list(nvswitches)
     need_fm = fabric_manager == "always" or (fabric_manager == "auto" and len(switches) > 0)
     fm_packages = _fabric_manager_packages(distribution, branch, source) if need_fm else []
-    if need_fm and distribution == "Debian":
+    if need_fm and distribution == "Debian" and source == "distribution":
         errors.append(
             f"{host} has {len(switches)} NVSwitch(es) and needs NVIDIA Fabric Manager at the driver's "
-            "exact version, which Debian 12 does not ship: run this host on Ubuntu or RHEL, or set "
-            "nvidia_driver_fabric_manager: never if you install Fabric Manager yourself."
+            "exact version, which Debian does not ship: take the driver from NVIDIA's CUDA "
+            "repository (nvidia_driver_debian_source: cuda_repo), run this host on Ubuntu or RHEL, "
+            "or set nvidia_driver_fabric_manager: never if you install Fabric Manager yourself."
         )
 
     signed = False
@@ -397,34 +402,93 @@ def gpu_fact(host: Mapping[str, Any], explicit: object = None) -> dict[str, Any]
     return {"present": bool(converted), "driver": str(driver), "source": source}
 
 
-# Branch policy: NVIDIA's data-center driver lifecycle ("Data Center Driver Lifecycle" in the
-# driver documentation). LTSB = long-term support branch, PB = production branch. Only
-# entries whose end of life was checked are listed; an unlisted branch reports "unknown".
+# Branch policy: NVIDIA's data-center driver lifecycle ("Supported Drivers and CUDA Toolkit
+# Versions" in NVIDIA's Data Center Drivers documentation, read 2026-12-07; the sources and the
+# quoted lines are in roles/nvidia_driver/README.md). LTSB = long-term support branch, PB =
+# production branch, NFB = new feature branch. Only entries whose end of life was read there are
+# listed; an unlisted branch reports "unknown" and passes.
+#   535: the R615 page, "R535 ... Long Term Support Branch ... June 2026".
+#   550: Debian 13's packaged branch. No page gives it a month of its own: the R580 page (last
+#        updated Aug 04, 2025) lists it among "All other previous driver branches not listed ...
+#        are end of life", so 2025-08 is the latest month it can have ended in.
+#   580: the R620 page says June 2028; the R580 page said August 2028 (this table's value until
+#        2026-12). The newer page and the earlier month win: a fleet is told two months sooner.
+#   595: the R620 page, Production Branch, March 2027.
+#   610: the R615 page, New Feature Branch, August 2026.
+#   620: the R620 page, Long Term Support Branch, September 2029.
 BRANCH_LIFECYCLE: dict[str, dict[str, str]] = {
     "535": {"kind": "LTSB", "end_of_life": "2026-06"},
-    "580": {"kind": "LTSB", "end_of_life": "2028-08"},
+    "550": {"kind": "PB", "end_of_life": "2025-08"},
+    "580": {"kind": "LTSB", "end_of_life": "2028-06"},
+    "595": {"kind": "PB", "end_of_life": "2027-03"},
+    "610": {"kind": "NFB", "end_of_life": "2026-08"},
+    "620": {"kind": "LTSB", "end_of_life": "2029-09"},
 }
+# The branch the policy points a fleet at (the role's default on Ubuntu and RHEL).
+POLICY_BRANCH = "580"
+# The branch each Debian release packages in non-free (nvidia-driver, nvidia-kernel-dkms):
+# bookworm 535.261.03, trixie 550.163.01 (Debian's Packages indexes, read 2026-12-07).
+DEBIAN_PACKAGED_BRANCH: dict[str, str] = {"12": "535", "13": "550"}
 
 
-def branch_policy(branch: str, today: str) -> dict[str, Any]:
+def supported_branches(today: str) -> list[str]:
+    """The listed LTSB and PB branches not past their end of life on ``today``."""
+    return sorted(
+        b
+        for b, e in BRANCH_LIFECYCLE.items()
+        if e["kind"] in ("LTSB", "PB") and str(today)[:7] <= e["end_of_life"]
+    )
+
+
+def branch_policy(
+    branch: str,
+    today: str,
+    distribution: str = "",
+    distribution_major: str = "",
+    source: str = "distribution",
+) -> dict[str, Any]:
     """Lifecycle of a driver branch on ``today`` (YYYY-MM or YYYY-MM-DD): kind, end of life,
-    whether it has passed, and a message naming the supported alternative (LTSB 580)."""
+    whether it has passed, and a message naming the way out. On Debian with the distribution's
+    own packages (``source`` "distribution"), a branch past its end of life that is the one the
+    release packages is named as such, with NVIDIA's CUDA repository as the way out."""
     if not re.match(r"^\d{3}$", str(branch)):
         raise NvidiaPlanError(
             f"nvidia_driver_branch must be three digits such as '580', got {branch!r}"
         )
+    supported = ", ".join(
+        f"{b} ({BRANCH_LIFECYCLE[b]['kind']} until {BRANCH_LIFECYCLE[b]['end_of_life']})"
+        for b in supported_branches(today)
+    )
     entry = BRANCH_LIFECYCLE.get(str(branch))
     if entry is None:
         return {
             "branch": branch, "kind": "unknown", "end_of_life": "", "expired": False,
-            "message": f"branch {branch}: no lifecycle recorded; the role's policy is LTSB 580",
+            "message": (
+                f"branch {branch}: no lifecycle recorded; the role's policy is LTSB "
+                f"{POLICY_BRANCH} (supported today: {supported})"
+            ),
         }  # fmt: skip
     expired = str(today)[:7] > entry["end_of_life"]
     message = f"branch {branch} ({entry['kind']}) reaches end of life in {entry['end_of_life']}"
     if expired:
-        message = (
-            f"branch {branch} ({entry['kind']}) reached end of life in {entry['end_of_life']}: no more "
-            'security fixes; move to LTSB 580 (nvidia_driver_branch: "580"; Debian 12 ships only 535, '
-            "use Ubuntu or RHEL, or NVIDIA's repository)"
+        head = (
+            f"branch {branch} ({entry['kind']}) reached end of life in {entry['end_of_life']}: "
+            f"no more security fixes"
         )
+        packaged = DEBIAN_PACKAGED_BRANCH.get(str(distribution_major), "")
+        if distribution == "Debian" and source == "distribution" and str(branch) == packaged:
+            message = (
+                f"{head}. It is the branch Debian {distribution_major} packages (non-free "
+                f"nvidia-driver {branch}.x), so Debian's own packages cannot give this host a "
+                f"supported driver. Take one from NVIDIA's CUDA repository: "
+                f'nvidia_driver_debian_source: cuda_repo with nvidia_driver_branch: "{POLICY_BRANCH}" '
+                f"(supported today: {supported}) and nvidia_driver_cuda_keyring_sha256; or keep "
+                f"Debian's {branch} knowingly with nvidia_driver_allow_eol_branch: true"
+            )
+        else:
+            message = (
+                f'{head}; move to a supported branch (nvidia_driver_branch: "{POLICY_BRANCH}"; '
+                f"supported today: {supported}) or keep it knowingly with "
+                f"nvidia_driver_allow_eol_branch: true"
+            )
     return {"branch": branch, **entry, "expired": expired, "message": message}
