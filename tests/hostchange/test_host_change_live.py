@@ -246,6 +246,17 @@ def wait_in_service(seconds: float = 120) -> bool:
     return False
 
 
+def canary_first_then_nothing_to_change(
+    fleet: HostChangeFleet, changed_at: dict[str, float], name: str, options: dict[str, Any]
+) -> None:
+    """The canary changed first, every host is back in service, and a re-run changes nothing."""
+    assert changed_at[HOSTS[0]] < changed_at[HOSTS[1]], changed_at
+    assert wait_in_service(), drained_hosts()
+    again = fleet.site(name, options)
+    assert again.rc == 0, again.tail()
+    assert again.changed == {**{h: 0 for h in HOSTS}, LB: 0}, again.tail()
+
+
 def test_a_key_dockerd_reloads_restarts_nothing_and_drains_nothing(fleet: HostChangeFleet) -> None:
     pids, starts = {h: dockerd_pid(h) for h in HOSTS}, {h: started(h) for h in HOSTS}
     assert all(pids.values()) and all(starts.values()), (pids, starts)
@@ -300,11 +311,7 @@ def test_a_key_that_needs_a_restart_drains_each_host_in_turn(fleet: HostChangeFl
         assert host in samples[first_new][2], (host, gone, first_new, samples[first_new])
         assert any(host in d for _, p, d in samples[:gone] if p[host] == pids[host]), host
         changed_at[host] = samples[first_new][0]
-    assert changed_at[HOSTS[0]] < changed_at[HOSTS[1]], changed_at  # the canary first
-    assert wait_in_service(), drained_hosts()
-    again = fleet.site("site-restart-again", options)
-    assert again.rc == 0, again.tail()
-    assert again.changed == {**{h: 0 for h in HOSTS}, LB: 0}, again.tail()
+    canary_first_then_nothing_to_change(fleet, changed_at, "site-restart-again", options)
 
 
 def test_a_change_that_breaks_the_canary_stops_there_and_leaves_it_drained(
@@ -371,11 +378,7 @@ def test_a_toolkit_version_change_drains_each_host_in_turn(fleet: HostChangeFlee
             host
         )
         changed_at[host] = samples[first_new][0]
-    assert changed_at[HOSTS[0]] < changed_at[HOSTS[1]], changed_at  # the canary first
-    assert wait_in_service(), drained_hosts()
-    again = fleet.site("site-toolkit-again", options)
-    assert again.rc == 0, again.tail()
-    assert again.changed == {**{h: 0 for h in HOSTS}, LB: 0}, again.tail()
+    canary_first_then_nothing_to_change(fleet, changed_at, "site-toolkit-again", options)
 
 
 _UNHOLD = (
