@@ -11,8 +11,7 @@ checked) while site.yml applies a host change:
    empty): the run stops at the canary, which stays drained (held in its deployment record, named
    in the failure), the other host is untouched, 0 failed requests;
 4. a version change of the NVIDIA container toolkit's packages: each host is drained while its
-   installed version changes, one host at a time, the canary first; 0 failed requests; the re-run
-   changes nothing.
+   installed version changes, one host at a time, the canary first; 0 failed requests.
 
 For 4, the hosts play GPU servers to the toolkit role: each carries the signed fixture apt
 repository of the toolkit scenario (molecule/nvidia_container_toolkit/files/build_fixture_repo.sh:
@@ -147,6 +146,17 @@ def daemon_json(host: str) -> dict[str, Any]:
     return json.loads(in_host(host, "cat", "/etc/docker/daemon.json") or "{}")
 
 
+def host_state(host: str, toolkit: bool) -> tuple[str, str]:
+    """(dockerd's MainPID or "", the installed toolkit version or "") in one exec: the sampler's
+    read of a host, kept cheap (the machine is CPU-bound while the stages run)."""
+    script = "systemctl show --property MainPID --value docker"
+    if toolkit:
+        script += "; dpkg-query -W -f='${Version}' nvidia-container-toolkit 2>/dev/null || true"
+    lines = [*in_host(host, "sh", "-c", script).splitlines(), "", ""]
+    pid = lines[0].strip()
+    return ("" if pid in ("", "0") else pid), lines[1].strip()
+
+
 def toolkit_version(host: str) -> str:
     """The installed nvidia-container-toolkit version ("" when none)."""
     return in_host(host, "dpkg-query", "-W", "-f=${Version}", "nvidia-container-toolkit")
@@ -174,8 +184,9 @@ class Sampler(Background):
     def _loop(self) -> None:
         start = time.monotonic()
         while not self._stop.is_set() and time.monotonic() - start < 1200:
-            pids = {h: dockerd_pid(h) for h in HOSTS}
-            versions = {h: toolkit_version(h) for h in HOSTS} if self.read_toolkit else {}
+            states = {h: host_state(h, self.read_toolkit) for h in HOSTS}
+            pids = {h: pid for h, (pid, _) in states.items()}
+            versions = {h: version for h, (_, version) in states.items()}
             drained = drained_hosts()
             if self.read_toolkit:
                 self.toolkit.append(versions)
@@ -378,7 +389,10 @@ def test_a_toolkit_version_change_drains_each_host_in_turn(fleet: HostChangeFlee
             host
         )
         changed_at[host] = samples[first_new][0]
-    canary_first_then_nothing_to_change(fleet, changed_at, "site-toolkit-again", options)
+    assert changed_at[HOSTS[0]] < changed_at[HOSTS[1]], changed_at  # the canary first
+    # Back in service. No re-run here: test 2's re-run shows changed=0 on the live fleet, and the
+    # toolkit scenario's idempotence step the toolkit role's own.
+    assert wait_in_service(), drained_hosts()
 
 
 _UNHOLD = (
