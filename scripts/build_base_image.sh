@@ -6,6 +6,8 @@
 # SANDBOX_OS picks the release (one setting; default debian12):
 #   debian12  bookworm: tfs-fleet/debian12-systemd, tfs-fleet/debian12-systemd-docker
 #   debian13  trixie:   tfs-fleet/debian13-systemd, tfs-fleet/debian13-systemd-docker
+#   mixed     both (the sandbox's mixed fleet: serving hosts alternate, LB and monitoring on 13)
+# TFS_FLEET_BASE_ENGINE=no builds the bare image only (no engine image).
 # Point molecule and the sandbox at the one you built with
 #   TFS_FLEET_TEST_IMAGE=$(SANDBOX_OS=debian13 scripts/build_base_image.sh --print-image)
 # Each sandbox host gets its login user and key when it is created (playbooks/sandbox.yml), as a
@@ -23,6 +25,11 @@
 set -euo pipefail
 
 SANDBOX_OS=${SANDBOX_OS:-debian12}
+# mixed (a fleet in the middle of an OS upgrade, playbooks/sandbox.yml): both releases.
+if [ "$SANDBOX_OS" = mixed ]; then
+  SANDBOX_OS=debian12 "$0" "$@"
+  exec env SANDBOX_OS=debian13 "$0" "$@"
+fi
 case "$SANDBOX_OS" in
   debian12) SUITE=bookworm; RELEASE=12 ;;
   debian13) SUITE=trixie; RELEASE=13 ;;
@@ -126,6 +133,7 @@ up_to_date() {
 # Its package lists stay, as fresh as the build (the roles' apt cache_valid_time).
 build_engine_image() {
   local base_id recipe dir start
+  [ "${TFS_FLEET_BASE_ENGINE:-yes}" = no ] && return 0
   base_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
   recipe=$(echo "1 $base_id $ENGINE_PACKAGES" | sha256sum | cut -c1-16)
   up_to_date "$ENGINE_IMAGE" "$recipe" && return 0

@@ -22,7 +22,17 @@ from typing import Any
 
 import pytest
 from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_runtime as hr
-from fleet import FRONT_GRPC, FRONT_REST, HOSTS, LB, REPO, FrontDoor, docker, playbook
+from fleet import (
+    EXPECTED_RELEASE,
+    FRONT_GRPC,
+    FRONT_REST,
+    HOSTS,
+    LB,
+    REPO,
+    FrontDoor,
+    docker,
+    playbook,
+)
 
 from tfs_bench.fleet import sandbox_playbook_args
 from tfs_fleet.load import Load, LoadSpec
@@ -126,6 +136,25 @@ def test_front_door_answers_and_every_server_is_up(front_door: FrontDoor) -> Non
     assert 'haproxy_server_status{proxy="tfs_rest",server="tfs-fleet-rollout-1"' in metrics
     mode = docker("exec", LB, "stat", "-c", "%a %G", SOCKET).stdout.split()
     assert mode == ["660", "haproxy"], mode
+
+
+def test_the_fleet_mixes_debian_12_and_13(front_door: FrontDoor) -> None:
+    """Issue 26: the serving hosts alternate Debian 12 and 13 (an OS upgrade half done), the LB
+    and monitoring hosts run 13, and site.yml installed each release's own packages: the engine
+    (docker.io 20.10 on bookworm, 26.1 on trixie) and HAProxy 3.0 from trixie."""
+    release = {
+        h: docker("exec", h, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").stdout.strip()
+        for h in EXPECTED_RELEASE
+    }
+    assert release == EXPECTED_RELEASE, release
+    engine = {
+        h: docker("exec", h, "docker", "version", "-f", "{{.Server.Version}}").stdout.strip()
+        for h in HOSTS
+    }
+    want = {"12": "20.10.", "13": "26.1."}
+    assert all(engine[h].startswith(want[release[h]]) for h in HOSTS), engine
+    haproxy = docker("exec", LB, "haproxy", "-v").stdout
+    assert "version 3.0." in haproxy, haproxy
 
 
 def test_health_check_needs_the_pinned_version(front_door: FrontDoor) -> None:

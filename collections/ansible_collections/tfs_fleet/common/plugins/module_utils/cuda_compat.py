@@ -6,7 +6,7 @@ Two tables:
 
 * ``DRIVER_TABLE``: CUDA toolkit release (major.minor) -> the minimum Linux x86_64 NVIDIA
   driver its GA release needs ("CUDA Toolkit and Corresponding Driver Versions" in NVIDIA's
-  CUDA toolkit release notes), CUDA 9.0 through 13.1.
+  CUDA toolkit release notes), CUDA 9.0 through 13.2 (13.3-13.5: docs/gpu.md says why not).
 * ``TFSERVING_CUDA``: TensorFlow Serving release (major.minor) -> the CUDA release its
   official GPU image (``tensorflow/serving:<version>-gpu``, built from
   tensorflow_serving/tools/docker/Dockerfile.gpu) is based on.
@@ -48,6 +48,8 @@ DRIVER_TABLE: tuple[tuple[str, str], ...] = (
     ("12.9", "575.51.03"),
     ("13.0", "580.65.06"),
     ("13.1", "590.44.01"),
+    # 13.2 GA: "CUDA 13.2 GA | >=595.45.04", Table 3 of the 13.2 release notes (docs/gpu.md).
+    ("13.2", "595.45.04"),
 )
 
 # CUDA minor version compatibility (CUDA 11 and later): a driver at or above the major's
