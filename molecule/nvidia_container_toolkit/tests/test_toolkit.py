@@ -130,7 +130,8 @@ def test_gpu_access_mode_recorded_for_the_serving_role(host):
     engine = facts["docker_version"]
     assert engine  # Debian 12's docker.io answers
     # Debian 12 ships Docker 20.10, which has no CDI: the role keeps --gpus there and says so.
-    assert facts["cdi"] is (int(engine.split(".")[0]) >= 25)
+    # With toolkit 1.19+ (CDI spec 0.7.0) CDI needs Docker 26.1 (tfs_fleet.common.cdi_engine_mode).
+    assert facts["cdi"] is (tuple(int(p) for p in engine.split(".")[:2]) >= (26, 1))
     assert facts["cdi_spec"] == "/var/run/cdi/nvidia.yaml"
 
 
@@ -150,7 +151,7 @@ def test_daemon_json_cdi_feature_follows_the_engine(host):
     fact = host.file("/etc/ansible/facts.d/nvidia_container_toolkit.fact").content_string
     engine = tuple(int(p) for p in json.loads(fact)["docker_version"].split(".")[:2])
     features = _daemon_json(host).get("features", {})
-    if (25, 0) <= engine < (28, 2):
+    if (26, 1) <= engine < (28, 2):  # 25.0-26.0 cannot read toolkit 1.19+'s CDI 0.7.0 specs
         assert features.get("cdi") is True
     else:
         assert "cdi" not in features
