@@ -6,7 +6,7 @@ Two tables:
 
 * ``DRIVER_TABLE``: CUDA toolkit release (major.minor) -> the minimum Linux x86_64 NVIDIA
   driver its GA release needs ("CUDA Toolkit and Corresponding Driver Versions" in NVIDIA's
-  CUDA toolkit release notes), CUDA 9.0 through 13.2 (13.3-13.5: docs/gpu.md says why not).
+  CUDA toolkit release notes), CUDA 9.0 through 13.3 (13.4 and 13.5: docs/gpu.md says why not).
 * ``TFSERVING_CUDA``: TensorFlow Serving release (major.minor) -> the CUDA release its
   official GPU image (``tensorflow/serving:<version>-gpu``, built from
   tensorflow_serving/tools/docker/Dockerfile.gpu) is based on.
@@ -50,6 +50,8 @@ DRIVER_TABLE: tuple[tuple[str, str], ...] = (
     ("13.1", "590.44.01"),
     # 13.2 GA: "CUDA 13.2 GA | >=595.45.04", Table 3 of the 13.2 release notes (docs/gpu.md).
     ("13.2", "595.45.04"),
+    # 13.3 GA: the driver its runfile bundles (cuda_13.3.0_610.43.02_linux.run), docs/gpu.md.
+    ("13.3", "610.43.02"),
 )
 
 # CUDA minor version compatibility (CUDA 11 and later): a driver at or above the major's
