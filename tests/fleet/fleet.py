@@ -36,9 +36,14 @@ MONITORING = f"tfs-fleet-{FLEET}-90"
 PROMETHEUS_PORT = 30090
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 FRONT_GRPC, FRONT_REST = f"127.0.0.1:{GRPC_BASE}", f"127.0.0.1:{REST_BASE}"
-# Each host's Debian release with SANDBOX_OS=mixed (env below).
-EXPECTED_RELEASE = {**{h: "12" if n % 2 else "13" for n, h in enumerate(HOSTS, 1)}, LB: "13",
-                    MONITORING: "13"}  # fmt: skip
+# The fleet's OS (env below): debian12 (make test) or mixed (make test-fleet-mixed: serving hosts
+# 1 and 3 on Debian 12, host 2 and the LB and monitoring hosts on Debian 13).
+FLEET_OS = os.environ.get("TFS_FLEET_FLEET_OS") or "debian12"
+EXPECTED_RELEASE = (
+    {**{h: "12" if n % 2 else "13" for n, h in enumerate(HOSTS, 1)}, LB: "13", MONITORING: "13"}
+    if FLEET_OS == "mixed"
+    else dict.fromkeys([*HOSTS, LB, MONITORING], FLEET_OS.removeprefix("debian"))
+)
 # The rollout fleet is the sandbox's sudo-password flavour: Ansible logs in over SSH as the
 # unprivileged login user, and sudo asks for that user's password, which comes from a vault file
 # whose password comes from a file (as many fleets run it).
@@ -69,9 +74,9 @@ def env(sandbox: str = FLEET) -> dict[str, str]:
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "TFS_FLEET_SANDBOX": sandbox,
-        # A fleet in the middle of an OS upgrade (issue 26; playbooks/sandbox.yml): serving hosts
-        # 1, 3, 5 run Debian 12, hosts 2, 4 Debian 13; the LB and monitoring hosts Debian 13.
-        "SANDBOX_OS": "mixed",
+        # The fleet's OS (playbooks/sandbox.yml): Debian 12, or with TFS_FLEET_FLEET_OS=mixed
+        # (make test-fleet-mixed) a fleet in the middle of an OS upgrade (issue 26).
+        "SANDBOX_OS": FLEET_OS,
         "PYTHONPATH": str(REPO / "src"),
     }
 
