@@ -91,6 +91,10 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         },
         "tfserving_per_gpu_port_stride: 1 makes the per-GPU containers' ports collide",
     ),
+    "verify-wait-override-zero": (
+        {"tfserving_verify_wait_seconds_override": 0},
+        "tfserving_verify_wait_seconds_override: 0 is not accepted; it accepts an integer >= 1",
+    ),
     "image-latest": (
         {"tfserving_image_version": "latest"},
         "tfserving_image_version: 'latest' is not accepted",

@@ -24,7 +24,9 @@ GOLDEN_OK = {
 }
 
 
-def play(tmp_path: Path, fake: FakeServing, golden: str | None) -> tuple[Path, Path]:
+def play(
+    tmp_path: Path, fake: FakeServing, golden: str | None, **play_vars: Any
+) -> tuple[Path, Path]:
     entry: dict[str, Any] = {"name": "mnist"}
     if golden is not None:
         entry["golden"] = golden
@@ -57,6 +59,7 @@ def play(tmp_path: Path, fake: FakeServing, golden: str | None) -> tuple[Path, P
                         "tfserving_verify_export_base": str(tmp_path / "base"),
                         "tfserving_verify_wait_seconds": 5,
                         "tfserving_verify_repeat": 2,
+                        **play_vars,
                     },
                     "roles": [{"role": "tfserving_verify"}],
                 }
@@ -106,3 +109,20 @@ def test_a_missing_golden_file_fails_before_any_request(tmp_path: Path, base: Pa
     assert (
         f"tfserving_models_list entry 'mnist': golden file {base}/mnist/nope.json does not exist"
     ) in " ".join((proc.stdout + proc.stderr).split())
+
+
+def test_the_override_wait_beats_an_extra_var_of_the_wait(tmp_path: Path, base: Path) -> None:
+    """The rollout's rollback passes its wait as tfserving_verify_wait_seconds_override: an extra
+    var -e tfserving_verify_wait_seconds (a short gate wait) must not shorten it. The host serves
+    version 1 where 2 is the newest export, so the check fails after exactly the wait it used."""
+    with FakeServing(MNIST, model="mnist", version=1) as fake:
+        overridden = ansible_playbook(
+            *play(tmp_path, fake, None, tfserving_verify_wait_seconds_override=3),
+            "-e", "tfserving_verify_wait_seconds=1", timeout=300,
+        )  # fmt: skip
+        plain = ansible_playbook(
+            *play(tmp_path, fake, None), "-e", "tfserving_verify_wait_seconds=1", timeout=300
+        )
+    assert overridden.returncode != 0 and plain.returncode != 0
+    for proc, wait in ((overridden, 3), (plain, 1)):
+        assert f"not AVAILABLE after {wait} s" in " ".join(proc.stdout.split()), proc.stdout[-3000:]

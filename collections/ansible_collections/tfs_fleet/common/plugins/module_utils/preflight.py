@@ -685,6 +685,8 @@ def check_verify(p: Problems, values: Mapping[str, Any]) -> None:
         if not match or not 1 <= int(match.group(2)) <= 65535:
             p.add(name, value, "HOST:PORT with a port from 1 to 65535")
     _int_at_least(p, values, "tfserving_verify_wait_seconds", 1)
+    if values.get("tfserving_verify_wait_seconds_override") is not None:
+        _int_at_least(p, values, "tfserving_verify_wait_seconds_override", 1)
     _int_at_least(p, values, "tfserving_verify_repeat", 1)
     _int_at_least(p, values, "tfserving_verify_timeout_seconds", 1)
 
