@@ -229,9 +229,12 @@ test-host-change: venv images standin-archive ## Host changes on a live 2-host f
 	$(TIMED) host-change $(_engine_image_env) $(BIN)/pytest -q -p no:cacheprovider --durations=10 -m hostchange tests/hostchange
 
 .PHONY: test-deb13
-test-deb13: venv standin-archive images-debian13 ## Issue 26: trixie minbase hosts converge with site.yml over SSH; the docker scenario on trixie (not in make test)
+test-deb13: venv standin-archive images-debian13 ## Issue 26: trixie minbase hosts converge with site.yml over SSH; the docker, LB and monitoring scenarios on trixie (not in make test)
 	$(TIMED) deb13 $(BIN)/pytest -q -p no:cacheprovider -m deb13 tests/deb13
 	$(TIMED) molecule-docker-debian13 env SANDBOX_OS=debian13 scripts/molecule_test docker
+	@# The LB and monitoring scenarios' hosts from trixie's engine image (test-molecule-% with
+	@# SANDBOX_OS=debian13 builds it): HAProxy 3.0 and Prometheus 2.53 from trixie's archive.
+	@SANDBOX_OS=debian13 $(MAKE) --no-print-directory test-molecule-tfserving_lb test-molecule-tfserving_monitoring
 
 .PHONY: test-unit
 test-unit: venv ## pytest tests/test_*.py (all markers; `make test` runs them via check and pytest-docker)
