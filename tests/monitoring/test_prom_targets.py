@@ -1,5 +1,6 @@
 """tfs_fleet.prom_targets: the table make demo prints, its exit codes, against a loopback HTTP
-server that answers like Prometheus's query API."""
+server that answers like Prometheus's query and targets APIs (every series' target is active;
+PENDING holds active targets not scraped yet, which have no `up` series)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,28 @@ def series(job: str, instance: str, up: str, host: str = "") -> dict[str, Any]:
     return {"metric": {"__name__": "up", **labels}, "value": [1796000000.0, up]}
 
 
+PENDING: list[dict[str, str]] = []
+
+
+def target(labels: dict[str, str]) -> dict[str, Any]:
+    job, instance = labels["job"], labels["instance"]
+    return {"labels": {"job": job, "instance": instance}, "scrapePool": job, "health": "unknown"}
+
+
 @pytest.fixture
 def prometheus() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     answer: list[dict[str, Any]] = []
+    PENDING.clear()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            assert self.path.startswith("/api/v1/query?query=up")
-            data = {"resultType": "vector", "result": answer}
+            data: dict[str, Any]
+            if self.path.startswith("/api/v1/targets?state=active"):
+                labels = [s["metric"] for s in answer] + PENDING
+                data = {"activeTargets": [target(x) for x in labels], "droppedTargets": []}
+            else:
+                assert self.path.startswith("/api/v1/query?query=up")
+                data = {"resultType": "vector", "result": answer}
             body = json.dumps({"status": "success", "data": data}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -116,3 +131,32 @@ def test_negative_wait_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         prom_targets.main(["http://127.0.0.1:9", "--wait", "-1"])
     assert exc.value.code == 2
+
+
+def test_a_target_not_scraped_yet_is_waited_for_and_named(
+    prometheus: tuple[str, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh Prometheus has scraped 1 of its 2 targets: every `up` series is 1, but the table
+    is not done until the second target has its series (the demo once printed 1 of 7)."""
+    url, answer = prometheus
+    answer.append(series("node", "h1:9100", "1", "h1"))
+    PENDING.append({"job": "tfserving", "instance": "h1:8501"})
+    assert prom_targets.main([url]) == 1
+    captured = capsys.readouterr()
+    assert ["tfserving", "h1:8501", "-", "NOT", "SCRAPED"] in [
+        ln.split() for ln in captured.out.splitlines()
+    ]
+    assert "not scraped yet: tfserving h1:8501" in captured.err
+
+    def scraped() -> None:
+        PENDING.clear()
+        answer.append(series("tfserving", "h1:8501", "1", "h1"))
+
+    timer = threading.Timer(3, scraped)
+    timer.start()
+    try:
+        assert prom_targets.main([url, "--wait", "30"]) == 0
+    finally:
+        timer.cancel()
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+    assert ["tfserving", "h1:8501", "h1", "1"] in rows and ["node", "h1:9100", "h1", "1"] in rows
