@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, reference_models
+from standin_helpers import StandinProcess, free_ports, half_plus_two_base, reference_models
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,7 @@ def conformance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
     """The reference model as half_plus_two, started with the flags TF Serving's image uses,
     plus monitoring, batching and one accepted-but-unimplemented flag."""
     refs = reference_models()
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     workdir = Path(tmp_path_factory.mktemp("standin-conformance"))
     log = workdir / "server.log"
     server = StandinProcess(

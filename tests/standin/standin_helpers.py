@@ -37,10 +37,18 @@ def half_plus_two_base() -> Path:
     return reference_models() / "saved_model_half_plus_two_cpu"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1: every socket is held until all are bound, so
+    two calls in a row cannot hand out the same port (a gRPC and a REST port that were equal put
+    the server's own gRPC listener behind the REST address while REST failed to bind)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def http(
@@ -152,7 +160,7 @@ def serve_models(
         )
         + "}\n"
     )
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     server = StandinProcess(
         [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"],
         workdir / "server.log",

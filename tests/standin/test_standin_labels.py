@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, run_cli
+from standin_helpers import StandinProcess, free_ports, half_plus_two_base, http, run_cli
 
 from helpers import wait_for
 
@@ -43,10 +43,11 @@ def test_start_with_labels_needs_the_allow_flag(tmp_path: Path) -> None:
     start (before any model loads). With --allow_version_labels_for_unavailable_models every
     label is new at start, so the start and a restart on the same file serve the labels."""
     config = labelled_config(tmp_path, {"stable": 1, "canary": 2}, [1, 2])
+    grpc_port, rest_port = free_ports(2)
     result = run_cli(
         [
-            f"--port={free_port()}",
-            f"--rest_api_port={free_port()}",
+            f"--port={grpc_port}",
+            f"--rest_api_port={rest_port}",
             f"--model_config_file={config}",
         ],
         timeout=120,
@@ -59,10 +60,10 @@ def test_start_with_labels_needs_the_allow_flag(tmp_path: Path) -> None:
     )
     assert "Loading servable" not in result.stderr, "labels are checked before any model loads"
     for attempt in range(2):  # the second start is the restart
-        rest_port = free_port()
+        grpc_port, rest_port = free_ports(2)
         server = StandinProcess(
             [
-                f"--port={free_port()}",
+                f"--port={grpc_port}",
                 f"--rest_api_port={rest_port}",
                 f"--model_config_file={config}",
                 "--allow_version_labels_for_unavailable_models",
@@ -89,10 +90,10 @@ def test_poll_moving_a_label_to_a_loading_version(tmp_path: Path) -> None:
     poll, as Server::PollFilesystemAndReloadConfig does; the two-phase write (version first,
     label after it is AVAILABLE) goes through."""
     config = labelled_config(tmp_path, {"canary": 1}, [1])
-    rest_port = free_port()
+    grpc_port, rest_port = free_ports(2)
     server = StandinProcess(
         [
-            f"--port={free_port()}",
+            f"--port={grpc_port}",
             f"--rest_api_port={rest_port}",
             f"--model_config_file={config}",
             "--model_config_file_poll_wait_seconds=1",

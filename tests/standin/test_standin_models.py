@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 from standin_helpers import (
     StandinProcess,
-    free_port,
+    free_ports,
     half_plus_two_base,
     http,
     status_states,
@@ -127,7 +127,7 @@ def dynamic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dynamic]:
     ssl = root / "ssl.txt"
     ssl.write_text(f"server_key: {json.dumps(key)}\nserver_cert: {json.dumps(cert)}\n")
     write_config(root / "models.config", base_blocks(root))
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     server = StandinProcess(
         [
             f"--port={grpc_port}",
@@ -270,7 +270,7 @@ def test_model_config_file_is_polled(dynamic: Dynamic) -> None:
 def test_ports_open_only_after_the_first_version_loads(tmp_path: Path) -> None:
     base = tmp_path / "late"
     base.mkdir()
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     server = StandinProcess(
         [
             f"--port={grpc_port}",

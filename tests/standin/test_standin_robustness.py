@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from standin_helpers import StandinProcess, free_port, half_plus_two_base, http, raw_http
+from standin_helpers import StandinProcess, free_ports, half_plus_two_base, http, raw_http
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -33,7 +33,7 @@ READ_TIMEOUT_S = 3
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StandinProcess, int]]:
     root = Path(tmp_path_factory.mktemp("standin-robust"))
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     process = StandinProcess(
         [
             f"--port={grpc_port}",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from standin_helpers import REPO, StandinProcess, free_port
+from standin_helpers import REPO, StandinProcess, free_ports
 
 # Its fixture exports a model and starts a TLS stand-in: seconds per test.
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
         + "client_verify: true\n"
     )  # fmt: skip
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = free_ports(2)
     server = StandinProcess(
         [f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--model_name=half_plus_two",
          f"--model_base_path={root / 'models' / 'half_plus_two'}", f"--ssl_config_file={ssl}"],
