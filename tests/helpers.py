@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,17 @@ def run_collection_module(
     )  # fmt: skip
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     return proc.returncode, json.loads(proc.stdout)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1. Every socket is held until all are bound, so
+    one call never hands out the same port twice (two separate bind-to-0 calls can, and a
+    server given equal gRPC and REST ports answers REST requests with its gRPC listener)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, docker, require_docker_image
+from helpers import REPO, docker, free_ports, require_docker_image
 
 pytestmark = pytest.mark.docker
 IMAGE = "tfs-fleet/serving-standin:latest"
 REFERENCE = REPO.parent / "shared" / "reference-models" / "saved_model_half_plus_two_cpu"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def export_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def serve(model_dir: Path) -> Iterator[tuple[str, str]]:
     """Run the stand-in container as the tfserving role does; yield (grpc, rest) on loopback."""
     require_docker_image(IMAGE)
-    grpc, rest = free_port(), free_port()
+    grpc, rest = free_ports(2)
     name = f"tfsf-test-integration-{uuid.uuid4().hex[:8]}"
     docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{grpc}:8500",
            "-p", f"127.0.0.1:{rest}:8501", "-v", f"{model_dir}:/models/half_plus_two:ro",

@@ -110,14 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     down = [f"{job} {instance}" for job, instance, _, up in found if not up]
     if not found or down or pending:
         waited = f" after {args.wait:g} s" if args.wait else ""
-        what = "; ".join(
-            part
-            for part in (
-                "down: " + ", ".join(down) if down else "",
-                "not scraped yet: " + ", ".join(f"{j} {i}" for j, i in pending) if pending else "",
-            )
-            if part
-        )
-        print(f"prometheus_targets: {what or 'no targets'}{waited}", file=sys.stderr)
+        problems = ["down: " + ", ".join(down)] if down else []
+        if pending:
+            problems.append("not scraped yet: " + ", ".join(f"{j} {i}" for j, i in pending))
+        print(f"prometheus_targets: {'; '.join(problems) or 'no targets'}{waited}", file=sys.stderr)
         return 1
     return 0

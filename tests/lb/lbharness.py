@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_runtime as hr
 
-from helpers import BIN, REPO
+from helpers import BIN, REPO, free_ports
 
 ROLE = REPO / "roles" / "tfserving_lb"
 PLAY = """\
@@ -46,12 +45,6 @@ def require_haproxy() -> str:
     if path is None:
         raise AssertionError("haproxy is missing on this machine: run `make lb-tools` first")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def render(dest: Path, extra: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -113,7 +106,7 @@ def running_lb(
     from ansible_collections.tfs_fleet.common.plugins.filter.lb import lb_model_checks
 
     tmp.mkdir(parents=True, exist_ok=True)
-    grpc, rest, stats, metrics = free_port(), free_port(), free_port(), free_port()
+    grpc, rest, stats, metrics = free_ports(4)
     sock = str(tmp / "admin.sock")
     config = tmp / "haproxy.cfg"
     values = {

@@ -9,13 +9,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from lbharness import free_port
 from toolkit_helpers import export_demo
 from toolkit_serving_server import Serving, load_model
 
 from tfs_fleet.load import Load, LoadSpec, percentile
 
-from helpers import REPO
+from helpers import REPO, free_ports
 
 MODEL = "half_plus_two"
 
@@ -63,7 +62,7 @@ def test_wrong_answers_and_errors_are_failures(serving: Serving) -> None:
 
 
 def test_bounds_end_the_run() -> None:
-    port = free_port()  # nothing listens: every request fails fast
+    (port,) = free_ports(1)  # nothing listens: every request fails fast
     start = time.monotonic()
     load = Load(LoadSpec(grpc=f"127.0.0.1:{port}", max_seconds=1.5, timeout_s=0.5, interval_s=0.05))
     load.start().wait()
@@ -89,7 +88,7 @@ def test_cli_reports_json_and_exit_status(serving: Serving) -> None:
     doc = json.loads(ok.stdout)
     assert doc["failed"] == 0 and "during" in doc["phases"], doc
     bad = subprocess.run(
-        [sys.executable, script, "--grpc", f"127.0.0.1:{free_port()}", "--seconds", "1",
+        [sys.executable, script, "--grpc", f"127.0.0.1:{free_ports(1)[0]}", "--seconds", "1",
          "--timeout", "0.3"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from standin_helpers import StandinProcess, free_ports, half_plus_two_base, reference_models
+from standin_helpers import StandinProcess, half_plus_two_base, reference_models
+
+from helpers import free_ports
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from helpers import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src"
 
@@ -35,20 +37,6 @@ def reference_models() -> Path:
 
 def half_plus_two_base() -> Path:
     return reference_models() / "saved_model_half_plus_two_cpu"
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports on 127.0.0.1: every socket is held until all are bound, so
-    two calls in a row cannot hand out the same port (a gRPC and a REST port that were equal put
-    the server's own gRPC listener behind the REST address while REST failed to bind)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def http(

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from standin_helpers import StandinProcess, free_ports, half_plus_two_base, http, run_cli
+from standin_helpers import StandinProcess, half_plus_two_base, http, run_cli
 
-from helpers import wait_for
+from helpers import free_ports, wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 

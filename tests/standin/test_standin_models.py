@@ -18,14 +18,13 @@ import pytest
 import tensorflow as tf
 from standin_helpers import (
     StandinProcess,
-    free_ports,
     half_plus_two_base,
     http,
     status_states,
 )
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
-from helpers import wait_for
+from helpers import free_ports, wait_for
 
 REFERENCE_VERSION = half_plus_two_base() / "00000123"
 

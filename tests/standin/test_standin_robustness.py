@@ -20,11 +20,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from standin_helpers import StandinProcess, free_ports, half_plus_two_base, http, raw_http
+from standin_helpers import StandinProcess, half_plus_two_base, http, raw_http
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from helpers import wait_for
+from helpers import free_ports, wait_for
 
 MODEL = "half_plus_two"
 READ_TIMEOUT_S = 3

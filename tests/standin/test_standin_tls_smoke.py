@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from standin_helpers import REPO, StandinProcess, free_ports
+from standin_helpers import REPO, StandinProcess
+
+from helpers import free_ports
 
 # Its fixture exports a model and starts a TLS stand-in: seconds per test.
 pytestmark = pytest.mark.slow
