@@ -28,6 +28,15 @@ def test_one_server_per_host_at_its_lb_address() -> None:
     ]
 
 
+def test_servers_come_in_host_name_order_whatever_the_inventorys() -> None:
+    """The same backends listed in another order (a dynamic inventory's next answer) give the
+    same servers, so HAProxy's file does not change and the LB is not reloaded on a re-run."""
+    hv = {f"gpu-{n}": dict(REACHABLE) for n in (1, 2, 10)}
+    first = lb_servers(hv, ["gpu-10", "gpu-2", "gpu-1"], "lb1")
+    assert first == lb_servers(hv, ["gpu-2", "gpu-1", "gpu-10"], "lb1")
+    assert [s["name"] for s in first] == ["gpu-1", "gpu-2", "gpu-10"]
+
+
 def test_per_gpu_containers_are_servers_of_their_own() -> None:
     hv = {
         "gpu1": {**REACHABLE, "tfserving_per_gpu_containers": True, "tfserving_gpu_count": 0,

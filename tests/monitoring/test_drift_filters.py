@@ -117,22 +117,23 @@ def test_scrape_targets_from_the_inventory() -> None:
     for group in out["groups"]:
         (target,) = group["targets"]
         by_job.setdefault(group["labels"]["job"], []).append((group["labels"]["host"], target))
+    # Within a group, hosts in name order (not the inventory's), containers by name.
     assert by_job["tfserving"] == [
+        ("cpu-b", "b.internal:8501"),
         ("gpu-a", "10.0.0.1:8501"),
         ("gpu-a", "10.0.0.1:8511"),
-        ("cpu-b", "b.internal:8501"),
     ]
     assert by_job["node"] == [
-        ("gpu-a", "10.0.0.1:9100"),
         ("cpu-b", "b.internal:9100"),
+        ("gpu-a", "10.0.0.1:9100"),
         ("new-c", "new-c:9100"),
         ("mon", "10.0.0.9:9100"),
     ]
     assert by_job["dcgm"] == [("gpu-a", "10.0.0.1:9400")]
     assert by_job["haproxy"] == [("lb1", "10.0.0.5:8405")]
     assert out["unrecorded"] == ["new-c"]
-    first = out["groups"][0]["labels"]
-    assert first == {
+    gpu_a_first = out["groups"][2]["labels"]
+    assert gpu_a_first == {
         "host": "gpu-a",
         "fleet_group": "gpu_servers",
         "job": "tfserving",
@@ -142,3 +143,30 @@ def test_scrape_targets_from_the_inventory() -> None:
     # No lb group, no DCGM: neither job.
     quiet = scrape_targets(hostvars, {"gpu_servers": ["gpu-a"]}, ["gpu_servers"], dcgm_port=0)
     assert {g["labels"]["job"] for g in quiet["groups"]} == {"tfserving", "node"}
+
+
+def test_scrape_targets_do_not_follow_the_inventorys_host_order() -> None:
+    """A dynamic inventory (the sandbox's container list, a cloud's API) can list the same hosts
+    in another order on the next run: the targets file must not change, or Prometheus reloads
+    and the re-run reports a change (seen on the sandbox: a re-run of site.yml rewrote it)."""
+    hostvars = {
+        f"host-{n}": {"ansible_local": _record(("tfserving", 8501))} for n in (1, 2, 10)
+    } | {"lb-2": {}, "lb-1": {}}
+    one = scrape_targets(
+        hostvars, {"gpu_servers": ["host-10", "host-2", "host-1"], "lb": ["lb-2", "lb-1"]},
+        ["gpu_servers"],
+    )  # fmt: skip
+    other = scrape_targets(
+        hostvars, {"gpu_servers": ["host-1", "host-10", "host-2"], "lb": ["lb-1", "lb-2"]},
+        ["gpu_servers"],
+    )  # fmt: skip
+    assert one == other
+    assert [g["labels"]["host"] for g in one["groups"] if g["labels"]["job"] == "node"] == [
+        "host-1",
+        "host-2",
+        "host-10",
+    ]
+    assert [g["labels"]["host"] for g in one["groups"] if g["labels"]["job"] == "haproxy"] == [
+        "lb-1",
+        "lb-2",
+    ]

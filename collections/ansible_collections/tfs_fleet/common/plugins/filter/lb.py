@@ -11,6 +11,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tfs_fleet.common.plugins.module_utils.booleans import ACCEPTS, as_bool
+from ansible_collections.tfs_fleet.common.plugins.module_utils.host_order import in_host_order
 
 DOCUMENTATION = r"""
 name: lb_servers
@@ -20,9 +21,11 @@ description:
     (one container, or one per GPU with C(tfserving_per_gpu_containers), named
     C(<tfserving_container_name>-gpu<i>), ports + i * C(tfserving_per_gpu_port_stride)).
   - The address is the host's C(tfserving_lb_server_address), else its C(ansible_host), else its
-    inventory name. Fails, naming the host and the variable, when the LB could not reach the
-    host (a loopback address, or the serving ports published on loopback only) or when the
-    number of per-GPU containers is unknown (no GPU fact and C(tfserving_gpu_count) 0).
+    inventory name. Hosts come in name order (digits as numbers), not the inventory's: a
+    dynamic inventory that lists the same hosts in another order renders the same configuration.
+  - Fails, naming the host and the variable, when the LB could not reach the host (a loopback
+    address, or the serving ports published on loopback only) or when the number of per-GPU
+    containers is unknown (no GPU fact and C(tfserving_gpu_count) 0).
 positional: hosts, lb_host
 options:
   _input:
@@ -82,7 +85,7 @@ def _gpu_count(host: str, hv: Mapping[str, Any]) -> int:
 def lb_servers(hostvars: Mapping[str, Any], hosts: Sequence[str], lb_host: str) -> list[dict]:
     servers: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
-    for host in hosts:
+    for host in in_host_order(hosts):
         hv = hostvars[host]
         address = str(
             hv.get("tfserving_lb_server_address") or hv.get("ansible_host") or host

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tfs_fleet.common.plugins.module_utils.host_order import in_host_order
 from ansible_collections.tfs_fleet.common.plugins.module_utils.nvidia_hardware import gpu_fact
 
 DOCUMENTATION = r"""
@@ -215,14 +216,16 @@ def scrape_targets(
     (the nvidia_driver facts, tfs_fleet.common.nvidia_gpu_fact) its DCGM exporter (``dcgm_port``
     0: none); ``extra_node_hosts`` (the
     monitoring hosts) a node exporter target. Each target carries ``host`` (the inventory
-    name), ``fleet_group`` (the serving group) and, for containers, ``container``. Returns
+    name), ``fleet_group`` (the serving group) and, for containers, ``container``. Within a
+    group, hosts come in name order (module_utils.host_order), not the inventory's, so the same
+    hosts always give the same file. Returns
     ``groups`` (the file_sd list) and ``unrecorded`` (serving hosts without a record, whose
     containers are not scraped yet)."""
     out: list[dict[str, Any]] = []
     unrecorded: list[str] = []
     seen: set[str] = set()
     for group in serving_groups:
-        for host in groups.get(group, []):
+        for host in in_host_order(groups.get(group, [])):
             if host in seen:
                 continue
             seen.add(host)
@@ -258,7 +261,7 @@ def scrape_targets(
                         "labels": {**base, "job": "dcgm"},
                     }
                 )
-    for host in extra_node_hosts:
+    for host in in_host_order(extra_node_hosts):
         if host in seen:
             continue
         seen.add(host)
@@ -269,7 +272,7 @@ def scrape_targets(
                 "labels": {"host": host, "fleet_group": "monitoring", "job": "node"},
             }
         )
-    for host in groups.get(lb_group, []) if lb_group else []:
+    for host in in_host_order(groups.get(lb_group, []) if lb_group else []):
         address = _address(host, hostvars.get(host, {}), "tfserving_monitoring_address")
         out.append(
             {

@@ -11,6 +11,7 @@ from typing import Any
 from ansible_collections.community.docker.plugins.inventory.docker_containers import (
     InventoryModule as DockerContainersInventory,
 )
+from ansible_collections.tfs_fleet.common.plugins.module_utils.host_order import host_key
 
 DOCUMENTATION = r"""
 name: sandbox_containers
@@ -18,7 +19,8 @@ short_description: The containers of one tfs-fleet sandbox fleet, as SSH hosts
 description:
   - The inventory of C(inventories/sandbox) (C(playbooks/sandbox.yml) makes the fleets). It is
     P(community.docker.docker_containers#inventory) with one difference, the list call asks the
-    engine only for the containers labelled C(tfs-fleet.sandbox=<fleet>).
+    engine only for the containers labelled C(tfs-fleet.sandbox=<fleet>), and takes them in name
+    order (the engine lists the newest first), so groups list their hosts the same on every run.
   - C(docker_containers) lists every container of the engine and then inspects each. Where
     other fleets and test hosts come and go on the same engine (the lanes of C(make test)), a
     container removed between the two calls fails the whole inventory ("Error inspecting
@@ -78,7 +80,9 @@ LABEL = "tfs-fleet.sandbox"
 
 
 class _OneFleetClient:
-    """The Docker client, with the container list restricted to one fleet's label."""
+    """The Docker client, with the container list restricted to one fleet's label and in name
+    order (the engine answers newest first), so that the groups list their hosts as a static
+    inventory would, the same on every run."""
 
     def __init__(self, client: Any, label: str) -> None:
         self._client = client
@@ -89,6 +93,8 @@ class _OneFleetClient:
             params = dict(kwargs.pop("params", None) or {})
             params["filters"] = json.dumps({"label": [self._label]})
             kwargs["params"] = params
+            listed = self._client.get_json(path, *args, **kwargs)
+            return sorted(listed or [], key=lambda c: host_key((c.get("Names") or [""])[0]))
         return self._client.get_json(path, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
