@@ -21,8 +21,9 @@ description:
     (one container, or one per GPU with C(tfserving_per_gpu_containers), named
     C(<tfserving_container_name>-gpu<i>), ports + i * C(tfserving_per_gpu_port_stride)).
   - The address is the host's C(tfserving_lb_server_address), else its C(ansible_host), else its
-    inventory name. Hosts come in name order (digits as numbers), not the inventory's: a
-    dynamic inventory that lists the same hosts in another order renders the same configuration.
+    inventory name.
+  - Hosts come in name order (digits compared as numbers), not in the inventory's order, so a
+    dynamic inventory that lists the same hosts in another order renders the same servers.
   - Fails, naming the host and the variable, when the LB could not reach the host (a loopback
     address, or the serving ports published on loopback only) or when the number of per-GPU
     containers is unknown (no GPU fact and C(tfserving_gpu_count) 0).
