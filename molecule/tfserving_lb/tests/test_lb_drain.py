@@ -10,6 +10,8 @@ import pytest
 testinfra_hosts = ["tfs-fleet-mlb-lb"]
 SERVING = "tfs-fleet-mlb-1"
 REST, GRPC = f"tfs_rest/{SERVING}", f"tfs_grpc/{SERVING}"
+# The HA pair: the first LB host (Debian 13) and the second (Debian 12).
+LBS = ("tfs-fleet-mlb-lb", "tfs-fleet-mlb-lb2")
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +21,12 @@ def seen():
 
 
 def assert_in_service(state):
-    """Both servers ready and UP on HAProxy, and no drain note in the deployment record."""
-    assert state["admin"] == {REST: "ready", GRPC: "ready"}, state
-    assert state["status"] == ["UP", "UP"], state
+    """Both servers ready and UP on each LB host's HAProxy, and no drain note in the deployment
+    record."""
+    assert set(state["lbs"]) == set(LBS), state
+    for lb in LBS:
+        assert state["lbs"][lb] == {REST: "ready", GRPC: "ready"}, (lb, state)
+        assert state["status"][lb] == ["UP", "UP"], (lb, state)
     assert state["drained"] == {}, state
 
 
@@ -37,7 +42,8 @@ def test_a_bad_image_fails_before_the_drain_naming_the_variable(host, seen):
 
 def test_a_drain_the_tool_left_is_undone_by_the_next_normal_run(host, seen):
     drained = seen["states"]["b_drained"]
-    assert drained["admin"] == {REST: "drain", GRPC: "drain"}, drained
+    for lb in LBS:  # the tool drains the host on every LB host of the pair
+        assert drained["lbs"][lb] == {REST: "drain", GRPC: "drain"}, (lb, drained)
     assert drained["drained"]["by"] == "tfs-fleet", drained
     assert "failed after the drain" in drained["drained"]["reason"], drained
     assert_in_service(seen["states"]["b_after"])
@@ -45,6 +51,9 @@ def test_a_drain_the_tool_left_is_undone_by_the_next_normal_run(host, seen):
 
 def test_a_drain_by_hand_stays_and_is_reported(host, seen):
     after = seen["states"]["c_after"]
-    assert after["admin"] == {REST: "drain", GRPC: "drain"}, after
+    # Drained by hand on the first LB host only: kept there, untouched on the other.
+    assert after["lbs"][LBS[0]] == {REST: "drain", GRPC: "drain"}, after
+    assert after["lbs"][LBS[1]] == {REST: "ready", GRPC: "ready"}, after
     assert after["drained"] == {}, after
     assert seen["lb_kept"] == [{"host": SERVING, "servers": [REST, GRPC], "why": "operator"}], seen
+    assert seen["other_lb_kept"] == [[]], seen

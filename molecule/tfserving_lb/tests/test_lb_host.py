@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-testinfra_hosts = ["tfs-fleet-mlb-lb"]
+# The HA pair (molecule.yml): lb on Debian 13, lb2 on Debian 12, each with its front door.
+FRONT_DOORS = {"tfs-fleet-mlb-lb": (28530, 28630), "tfs-fleet-mlb-lb2": (28540, 28640)}
+testinfra_hosts = list(FRONT_DOORS)
 SERVING = "tfs-fleet-mlb-1"
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 sys.path.insert(0, str(REPO / "src"))
@@ -40,6 +42,13 @@ def wait(host, want, seconds):
 
 
 def test_haproxy_from_the_distribution_running_and_enabled(host):
+    """Each LB host's own release's HAProxy: 2.6 from bookworm, 3.0 from trixie."""
+    release = host.system_info.release.split(".")[0]
+    assert (host.backend.get_hostname(), release) in {
+        ("tfs-fleet-mlb-lb", "13"),
+        ("tfs-fleet-mlb-lb2", "12"),
+    }
+    assert host.package("haproxy").version.startswith({"12": "2.6.", "13": "3.0."}[release])
     assert host.package("haproxy").is_installed
     service = host.service("haproxy")
     assert service.is_running and service.is_enabled
@@ -102,9 +111,10 @@ def test_predict_through_the_front_door(host):
     from tfs_fleet.client import GrpcClient, RestClient
 
     assert wait(host, "UP", 300)["status"] == "UP"
-    with GrpcClient("127.0.0.1:28530", timeout_s=10) as client:
+    grpc, rest_port = FRONT_DOORS[host.backend.get_hostname()]
+    with GrpcClient(f"127.0.0.1:{grpc}", timeout_s=10) as client:
         out = client.predict("half_plus_two", {"x": np.array([[1.0]], dtype=np.float32)})
     assert float(next(iter(out.outputs.values())).reshape(-1)[0]) == 2.5
-    rest = RestClient("127.0.0.1:28630", timeout_s=10)
+    rest = RestClient(f"127.0.0.1:{rest_port}", timeout_s=10)
     assert float(rest.predict_rows("half_plus_two", [[3.0]]).reshape(-1)[0]) == 3.5
     assert [(s.version, s.state) for s in rest.status("half_plus_two")] == [(1, "AVAILABLE")]

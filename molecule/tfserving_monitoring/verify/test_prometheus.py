@@ -15,17 +15,39 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 sys.path.insert(0, str(REPO / "tests" / "monitoring"))
 from dashboard import queries  # noqa: E402
 
 EXPORT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "models" / "half_plus_two"
-PROMETHEUS = f"http://127.0.0.1:{os.environ.get('TFS_FLEET_SANDBOX_PROMETHEUS_PORT', '28590')}"
 FLEET = os.environ.get("TFS_FLEET_SANDBOX", "mmon")
 SERVING = f"tfs-fleet-{FLEET}-1"
-MONITORING = f"tfs-fleet-{FLEET}-90"
+PROMETHEUS_PORT = int(os.environ.get("TFS_FLEET_SANDBOX_PROMETHEUS_PORT", "28590"))
+# The HA pair (molecule.yml): host 90 on Debian 13, host 91 on Debian 12, each its own Prometheus
+# from its release's archive, both scraping every target. Every test runs against each.
+PAIR = {f"tfs-fleet-{FLEET}-90": PROMETHEUS_PORT, f"tfs-fleet-{FLEET}-91": PROMETHEUS_PORT + 1}
+PROMETHEUS = ""
+MONITORING = ""
 STANDIN = os.environ.get("TFS_FLEET_STANDIN_REF") or "tfs-fleet/serving-standin:latest"
 PORT_BASE = int(os.environ.get("TFS_FLEET_SANDBOX_PORT_BASE", "28560"))
+
+
+@pytest.fixture(scope="module", autouse=True, params=sorted(PAIR))
+def prometheus_host(request: pytest.FixtureRequest) -> str:
+    """The Prometheus host the module's tests read (PROMETHEUS, MONITORING)."""
+    global PROMETHEUS, MONITORING
+    MONITORING = request.param
+    PROMETHEUS = f"http://127.0.0.1:{PAIR[MONITORING]}"
+    return MONITORING
+
+
+def test_each_prometheus_is_its_own_release() -> None:
+    """Prometheus from each release's archive: 2.42 on bookworm (host 91), 2.53 on trixie (90)."""
+    version = api("status/buildinfo")["version"]
+    want = "2.53." if MONITORING.endswith("-90") else "2.42."
+    assert version.startswith(want), (MONITORING, version)
 
 
 def api(path: str, **params: str) -> Any:
