@@ -27,10 +27,16 @@ def sandbox_ports(env: dict[str, str]) -> set[int]:
     rest, ssh = grpc + 100, grpc - 100
     hosts = int(env.get("TFS_FLEET_SANDBOX_HOSTS", "2"))
     ports = {base + n for base in (grpc, rest, ssh) for n in range(1, hosts + 1)}
-    if env.get("TFS_FLEET_SANDBOX_LB", "").lower() in ("1", "true"):
+    lb = env.get("TFS_FLEET_SANDBOX_LB", "").lower()
+    if lb in ("1", "2", "true"):
         ports |= {grpc, rest, ssh}
-    if env.get("TFS_FLEET_SANDBOX_MONITORING", "").lower() in ("1", "true"):
+    if lb == "2":  # the pair's second LB host: the bases + 10
+        ports |= {grpc + 10, rest + 10, ssh + 10}
+    monitoring = env.get("TFS_FLEET_SANDBOX_MONITORING", "").lower()
+    if monitoring in ("1", "2", "true"):
         ports |= {ssh + 90, int(env["TFS_FLEET_SANDBOX_PROMETHEUS_PORT"])}
+    if monitoring == "2":  # the pair's second Prometheus host: number 91, Prometheus port + 1
+        ports |= {ssh + 91, int(env["TFS_FLEET_SANDBOX_PROMETHEUS_PORT"]) + 1}
     return ports
 
 
@@ -51,6 +57,11 @@ def test_the_rules_give_the_ports_the_lb_scenario_documents() -> None:
            "TFS_FLEET_SANDBOX_MONITORING": "true",
            "TFS_FLEET_SANDBOX_PROMETHEUS_PORT": "28590"}  # fmt: skip
     assert sandbox_ports(env) == {28461, 28561, 28661, 28550, 28590}
+    env = {**env, "TFS_FLEET_SANDBOX_MONITORING": "2"}
+    assert sandbox_ports(env) == {28461, 28561, 28661, 28550, 28590, 28551, 28591}
+    env = {"TFS_FLEET_SANDBOX_PORT_BASE": "28530", "TFS_FLEET_SANDBOX_HOSTS": "1",
+           "TFS_FLEET_SANDBOX_LB": "2"}  # fmt: skip
+    assert sandbox_ports(env) == {28430, 28431, 28530, 28531, 28630, 28631, 28440, 28540, 28640}
 
 
 def test_every_sandbox_scenario_is_found() -> None:
