@@ -36,9 +36,10 @@ MONITORING = f"tfs-fleet-{FLEET}-90"
 PROMETHEUS_PORT = 30090
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 FRONT_GRPC, FRONT_REST = f"127.0.0.1:{GRPC_BASE}", f"127.0.0.1:{REST_BASE}"
-# The fleet's OS (env below): debian12 (make test), or mixed (make test-fleet-mixed: serving hosts
-# 1 and 3 on Debian 12, host 2 and the LB and monitoring hosts on Debian 13), or debian13.
-FLEET_OS = os.environ.get("TFS_FLEET_FLEET_OS") or "debian12"
+# The fleet's OS (env below): mixed (make test: serving hosts 1 and 3 on Debian 12, host 2 and
+# the LB and monitoring hosts on Debian 13, a fleet in the middle of an OS upgrade), or every host
+# on debian12 or debian13 (TFS_FLEET_FLEET_OS).
+FLEET_OS = os.environ.get("TFS_FLEET_FLEET_OS") or "mixed"
 EXPECTED_RELEASE = (
     {**{h: "12" if n % 2 else "13" for n, h in enumerate(HOSTS, 1)}, LB: "13", MONITORING: "13"}
     if FLEET_OS == "mixed"
@@ -74,8 +75,8 @@ def env(sandbox: str = FLEET) -> dict[str, str]:
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "TFS_FLEET_SANDBOX": sandbox,
-        # The fleet's OS (playbooks/sandbox.yml): Debian 12, or with TFS_FLEET_FLEET_OS=mixed
-        # (make test-fleet-mixed) a fleet in the middle of an OS upgrade (issue 26).
+        # The fleet's OS (playbooks/sandbox.yml): mixed, a fleet in the middle of an OS upgrade
+        # (issue 26), unless TFS_FLEET_FLEET_OS names one release.
         "SANDBOX_OS": FLEET_OS,
         "PYTHONPATH": str(REPO / "src"),
     }

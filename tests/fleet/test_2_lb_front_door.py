@@ -139,9 +139,9 @@ def test_front_door_answers_and_every_server_is_up(front_door: FrontDoor) -> Non
 
 
 def test_each_host_runs_its_release_and_its_packages(front_door: FrontDoor) -> None:
-    """Each host runs the Debian release the fleet's OS gives it (issue 26: with
-    TFS_FLEET_FLEET_OS=mixed the serving hosts alternate 12 and 13, an OS upgrade half done, and
-    the LB and monitoring hosts run 13), and site.yml installed that release's own packages: the
+    """Each host runs the Debian release the fleet's OS gives it (issue 26: on the default mixed
+    fleet the serving hosts alternate 12 and 13, an OS upgrade half done, and the LB and
+    monitoring hosts run 13), and site.yml installed that release's own packages: the
     engine (docker.io 20.10 on bookworm, 26.1 on trixie) and HAProxy (2.6 or 3.0)."""
     release = {
         h: docker("exec", h, "sh", "-c", ". /etc/os-release; echo $VERSION_ID").stdout.strip()

@@ -22,8 +22,9 @@ every GPU role would act (the driver role would install Debian's driver, the ser
 for GPUs), and the stand-in serves on CPU. The first site.yml installs the older of the fixture's
 two versions (a fresh fleet: at full speed); test 4 moves to the newer one.
 
-A sampler reads each host's dockerd PID and the LB's admin state of its servers (and, for 4, the
-installed toolkit version), 0.4 s between samples (about 0.7 s apart with the reads).
+A sampler reads each host's dockerd PID (and, for 4, the installed toolkit version) every 0.2 s
+and the LB's admin state of its servers every 0.4 s, each by one loop inside its container; a
+sample is each LB read with the hosts' latest reads before it.
 Every wait is bounded."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,10 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_ru
 from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.load import Load, LoadSpec
 
-from helpers import BIN, REPO, docker, haproxy_runtime, require_docker_image
+from helpers import BIN, REPO, docker, haproxy_runtime, require_docker_image, wait_for
 
 sys.path.insert(0, str(REPO / "tests" / "fleet"))
-from fleet import Background, Run
+from fleet import Run
 from fleet import env as fleet_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.hostchange]
@@ -146,17 +147,6 @@ def daemon_json(host: str) -> dict[str, Any]:
     return json.loads(in_host(host, "cat", "/etc/docker/daemon.json") or "{}")
 
 
-def host_state(host: str, toolkit: bool) -> tuple[str, str]:
-    """(dockerd's MainPID or "", the installed toolkit version or "") in one exec: the sampler's
-    read of a host, kept cheap (the machine is CPU-bound while the stages run)."""
-    script = "systemctl show --property MainPID --value docker"
-    if toolkit:
-        script += "; dpkg-query -W -f='${Version}' nvidia-container-toolkit 2>/dev/null || true"
-    lines = [*in_host(host, "sh", "-c", script).splitlines(), "", ""]
-    pid = lines[0].strip()
-    return ("" if pid in ("", "0") else pid), lines[1].strip()
-
-
 def toolkit_version(host: str) -> str:
     """The installed nvidia-container-toolkit version ("" when none)."""
     return in_host(host, "dpkg-query", "-W", "-f=${Version}", "nvidia-container-toolkit")
@@ -170,28 +160,109 @@ def build_fixture_repo(host: str) -> None:
     docker("exec", host, "bash", "/tmp/build_fixture_repo.sh", FIXTURE_REPO)
 
 
+# The sampler's readers: one `docker exec` each for the whole test, looping inside the host (a
+# `docker exec` a read costs about 75 ms of CPU, and the machine is CPU-bound while the stages
+# run). Each prints its own PID first (the sampler kills it on exit: a killed `docker exec`
+# client leaves its process running in the container), and ends by itself after 25 minutes.
+_HOST_LOOP = (
+    "echo $$; i=0; while [ $i -lt 7500 ]; do i=$((i+1));"
+    " p=$(systemctl show --property MainPID --value docker);"
+    " v=$( [ \"$1\" = toolkit ] && dpkg-query -W -f='${Version}' nvidia-container-toolkit"
+    " 2>/dev/null);"
+    ' echo "$p $v" || exit 0; sleep 0.2; done'
+)
+_LB_LOOP = (
+    "import json,os,socket,sys,time\n"
+    "print(os.getpid(),flush=True)\nend=time.monotonic()+1500\n"
+    "while time.monotonic()<end:\n"
+    "    try:\n"
+    "        s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])\n"
+    "        s.sendall(b'show servers state\\n')\n"
+    "        out=b''\n"
+    "        while True:\n"
+    "            d=s.recv(65536)\n"
+    "            if not d: break\n"
+    "            out+=d\n"
+    "        s.close();print(json.dumps(out.decode()),flush=True)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    time.sleep(0.4)\n"
+)
+
+
+class Reader:
+    """One looping reader inside a container: its lines, as they come, to `on_line`."""
+
+    def __init__(self, container: str, argv: list[str], on_line: Callable[[str], None]) -> None:
+        self.container, self.on_line, self.remote_pid = container, on_line, ""
+        self.proc = subprocess.Popen(
+            ["docker", "exec", container, *argv], stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )  # fmt: skip
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        self.remote_pid = self.proc.stdout.readline().strip()
+        for line in self.proc.stdout:
+            self.on_line(line.rstrip("\n"))
+
+    def close(self) -> None:
+        if self.remote_pid.isdigit():
+            docker("exec", self.container, "kill", self.remote_pid, check=False)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.thread.join(timeout=30)
+
+
 @dataclass
-class Sampler(Background):
-    """(seconds, {host: dockerd PID}, drained hosts), 0.4 s between samples, for 20 min at most."""
+class Sampler:
+    """(seconds, {host: dockerd PID}, drained hosts): a sample at each read of the LB's admin
+    state (0.4 s apart), with each host's latest dockerd PID, read every 0.2 s before it (and,
+    for 4, the installed toolkit version), for 25 min at most."""
 
     samples: list[tuple[float, dict[str, str], set[str]]] = field(default_factory=list)
     # With read_toolkit: each host's installed toolkit version, one dict per sample.
     read_toolkit: bool = False
     toolkit: list[dict[str, str]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _latest: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _readers: list[Reader] = field(default_factory=list)
+    _start: float = 0.0
 
-    def _loop(self) -> None:
-        start = time.monotonic()
-        while not self._stop.is_set() and time.monotonic() - start < 1200:
-            states = {h: host_state(h, self.read_toolkit) for h in HOSTS}
-            pids = {h: pid for h, (pid, _) in states.items()}
-            versions = {h: version for h, (_, version) in states.items()}
-            drained = drained_hosts()
-            if self.read_toolkit:
-                self.toolkit.append(versions)
-            self.samples.append((time.monotonic() - start, pids, drained))
-            self._stop.wait(0.4)
+    def __enter__(self) -> Sampler:
+        self._start = time.monotonic()
+        mode = "toolkit" if self.read_toolkit else "pid"
+        for host in HOSTS:
+            self._readers.append(
+                Reader(host, ["sh", "-c", _HOST_LOOP, "loop", mode], self._host_line(host))
+            )
+        # Samples start once every host has been read.
+        wait_for(lambda: len(self._latest) == len(HOSTS), 60, "the hosts' first reads")
+        self._readers.append(Reader(LB, ["python3", "-c", _LB_LOOP, SOCKET], self._lb_line))
+        wait_for(lambda: self.samples, 60, "the LB's first read")
+        return self
+
+    def _host_line(self, host: str) -> Callable[[str], None]:
+        def on_line(line: str) -> None:
+            pid, _, version = line.partition(" ")
+            self._latest[host] = ("" if pid in ("", "0") else pid, version.strip())
+
+        return on_line
+
+    def _lb_line(self, line: str) -> None:
+        text = json.loads(line)
+        rows = hr.parse_servers_state(text) if text else []
+        drained = {h for r in rows for h in HOSTS if r["srv_name"] == h and hr.admin_flags(r)}
+        latest = dict(self._latest)
+        if self.read_toolkit:
+            self.toolkit.append({h: version for h, (_, version) in latest.items()})
+        pids = {h: pid for h, (pid, _) in latest.items()}
+        self.samples.append((time.monotonic() - self._start, pids, drained))
+
+    def __exit__(self, *exc: object) -> None:
+        for reader in self._readers:
+            reader.close()
 
     def save(self, name: str) -> None:
         """The samples in artifacts/hostchange/NAME.samples.json (what a failure is read from)."""
