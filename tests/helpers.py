@@ -51,13 +51,17 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
-# Python on an LB host: send one HAProxy runtime API command to the admin socket, print the answer.
-_HAPROXY_RUNTIME = (
+# Python on an LB host: query(socket path, command) sends one HAProxy runtime API command to the
+# admin socket and returns the answer (also the looping reader of tests/hostchange).
+HAPROXY_QUERY = (
     "import socket,sys\n"
-    "s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1]);s.sendall(sys.argv[2].encode()+b'\\n')\n"
-    "out=b''\nwhile True:\n    d=s.recv(65536)\n    if not d: break\n    out+=d\n"
-    "sys.stdout.write(out.decode())\n"
+    "def query(path,command):\n"
+    "    s=socket.socket(socket.AF_UNIX);s.connect(path);s.sendall(command.encode()+b'\\n')\n"
+    "    out=b''\n    while True:\n        d=s.recv(65536)\n"
+    "        if not d: break\n        out+=d\n"
+    "    s.close()\n    return out.decode()\n"
 )
+_HAPROXY_RUNTIME = HAPROXY_QUERY + "sys.stdout.write(query(sys.argv[1],sys.argv[2]))\n"
 
 
 def haproxy_runtime(lb: str, command: str, socket: str = "/run/haproxy/admin.sock") -> str:

@@ -48,7 +48,15 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_ru
 from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.load import Load, LoadSpec
 
-from helpers import BIN, REPO, docker, haproxy_runtime, require_docker_image, wait_for
+from helpers import (
+    BIN,
+    HAPROXY_QUERY,
+    REPO,
+    docker,
+    haproxy_runtime,
+    require_docker_image,
+    wait_for,
+)
 
 sys.path.insert(0, str(REPO / "tests" / "fleet"))
 from fleet import Run
@@ -136,11 +144,15 @@ def started(host: str) -> str:
     return in_host(host, "docker", "inspect", "-f", "{{.State.StartedAt}}", "tfserving")
 
 
-def drained_hosts() -> set[str]:
-    """Hosts with a server the LB holds out (admin state drain or maint)."""
-    text = haproxy_runtime(LB, "show servers state", SOCKET)
-    rows = hr.parse_servers_state(text) if text else []
+def drained_in(state: str) -> set[str]:
+    """Hosts with a server the LB holds out (admin state drain or maint) in an answer of
+    `show servers state`."""
+    rows = hr.parse_servers_state(state) if state else []
     return {h for r in rows for h in HOSTS if r["srv_name"] == h and hr.admin_flags(r)}
+
+
+def drained_hosts() -> set[str]:
+    return drained_in(haproxy_runtime(LB, "show servers state", SOCKET))
 
 
 def daemon_json(host: str) -> dict[str, Any]:
@@ -171,19 +183,12 @@ _HOST_LOOP = (
     " 2>/dev/null);"
     ' echo "$p $v" || exit 0; sleep 0.2; done'
 )
-_LB_LOOP = (
-    "import json,os,socket,sys,time\n"
+_LB_LOOP = HAPROXY_QUERY + (
+    "import json,os,time\n"
     "print(os.getpid(),flush=True)\nend=time.monotonic()+1500\n"
     "while time.monotonic()<end:\n"
     "    try:\n"
-    "        s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])\n"
-    "        s.sendall(b'show servers state\\n')\n"
-    "        out=b''\n"
-    "        while True:\n"
-    "            d=s.recv(65536)\n"
-    "            if not d: break\n"
-    "            out+=d\n"
-    "        s.close();print(json.dumps(out.decode()),flush=True)\n"
+    "        print(json.dumps(query(sys.argv[1],'show servers state')),flush=True)\n"
     "    except OSError:\n"
     "        pass\n"
     "    time.sleep(0.4)\n"
@@ -251,9 +256,7 @@ class Sampler:
         return on_line
 
     def _lb_line(self, line: str) -> None:
-        text = json.loads(line)
-        rows = hr.parse_servers_state(text) if text else []
-        drained = {h for r in rows for h in HOSTS if r["srv_name"] == h and hr.admin_flags(r)}
+        drained = drained_in(json.loads(line))
         latest = dict(self._latest)
         if self.read_toolkit:
             self.toolkit.append({h: version for h, (_, version) in latest.items()})
