@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from ansible_collections.tfs_fleet.common.plugins.module_utils import haproxy_runtime as hr
 
 from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError
+from tfs_fleet.load import LoadSpec
 
-from helpers import BIN, REPO, docker, recap_changed, require_docker_image
+from helpers import BIN, REPO, docker, haproxy_runtime, recap_changed, require_docker_image
 
 FLEET = "rollout"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
@@ -36,6 +38,12 @@ MONITORING = f"tfs-fleet-{FLEET}-90"
 PROMETHEUS_PORT = 30090
 PROMETHEUS = f"http://127.0.0.1:{PROMETHEUS_PORT}"
 FRONT_GRPC, FRONT_REST = f"127.0.0.1:{GRPC_BASE}", f"127.0.0.1:{REST_BASE}"
+# Clients through the front door (test_2, test_4): a request every 50 ms per client (about 35 a
+# second in all); a host taken out without a drain fails requests for seconds, far longer than
+# that. At 20 ms the clients, HAProxy and the stand-ins took about 0.37 of a core on this 2-core
+# machine (measured), beside the other lanes.
+FRONT = LoadSpec(grpc=FRONT_GRPC, rest=FRONT_REST, interval_s=0.05)
+LB_SOCKET = "/run/haproxy/admin.sock"
 # The fleet's OS (env below): mixed (make test: serving hosts 1 and 3 on Debian 12, host 2 and
 # the LB and monitoring hosts on Debian 13, a fleet in the middle of an OS upgrade), or every host
 # on debian12 or debian13 (TFS_FLEET_FLEET_OS).
@@ -58,6 +66,40 @@ MODELS_DIR = f"/srv/tfserving/models/{MODEL}"
 RETIRED_DIR = f"/srv/tfserving/retired/{MODEL}"
 NO_RETRY = RetryPolicy(attempts=1)
 PLAYBOOK_LOGS = REPO / "artifacts" / "fleet" / "playbooks"
+
+
+def lb_stat() -> dict[tuple[str, str], dict[str, str]]:
+    """The LB's `show stat`, by (backend, server)."""
+    return {
+        (r["pxname"], r["svname"]): r
+        for r in hr.parse_stat(haproxy_runtime(LB, "show stat", LB_SOCKET))
+    }
+
+
+def servers_status() -> dict[str, str]:
+    rows = lb_stat()
+    return {f"{b}/{s}": r["status"] for (b, s), r in rows.items() if b in {"tfs_rest", "tfs_grpc"}
+            and s not in {"FRONTEND", "BACKEND"}}  # fmt: skip
+
+
+def admin_states() -> dict[str, int]:
+    rows = hr.parse_servers_state(haproxy_runtime(LB, "show servers state", LB_SOCKET))
+    return {f"{r['be_name']}/{r['srv_name']}": hr.admin_flags(r) for r in rows}
+
+
+def all_up() -> bool:
+    status = servers_status()
+    return len(status) == 2 * len(HOSTS) and set(status.values()) == {"UP"}
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float, poll: float = 0.5) -> bool:
+    """True once predicate() is, False after `seconds` (bounded)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll)
+    return False
 
 
 def grpc_port(host: str) -> int:

@@ -13,7 +13,8 @@ classify signature on serialized tf.Examples beside the numeric `predict_images`
    signature now passes through the warmup replay;
 3. three broken versions, exported together, are stopped at the canary and rolled back, each
    named by the smoke test, nothing deleted: one that answers NaN, one whose outputs do not match
-   its own signature's shapes, and one that lacks a signature the previous version served.
+   its own signature's shapes, and one that lacks a signature the previous version served; under
+   load through the LB's front door, with no failed request (the LB's bad-rollout case).
 
 The re-run of site.yml over the same models (changed=0, no model file hashed: the hash cache) is
 test_5_ansible_runner.py's, after all of this.
@@ -30,7 +31,21 @@ import time
 import urllib.request
 
 import pytest
-from fleet import CANARY, HOSTS, Fleet, Run, host_versions, in_host, playbook, rest_port
+from fleet import (
+    CANARY,
+    FRONT,
+    HOSTS,
+    Fleet,
+    Run,
+    admin_states,
+    all_up,
+    host_versions,
+    in_host,
+    playbook,
+    rest_port,
+    servers_status,
+    wait_until,
+)
 from fleet_users import (
     MODELS_VAR,
     ONE_BATCH,
@@ -40,6 +55,8 @@ from fleet_users import (
     USER_MODELS,
     take,
 )
+
+from tfs_fleet.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.fleet]
 
@@ -142,22 +159,35 @@ BROKEN = [
 
 
 def test_broken_user_versions_stop_at_the_canary(users: Fleet) -> None:
-    """The three broken versions go out in one rollout: the canary's gate fails each of them
-    (its table names every model with a FAIL), the canary is rolled back to the versions it
-    served, the other hosts are not reached, and nothing is deleted."""
+    """The three broken versions go out in one rollout, under gRPC and REST load through the
+    load balancer's front door: the canary's gate fails each of them (its table names every
+    model with a FAIL) while the canary is drained, the canary is rolled back to the versions it
+    served and undrained, the other hosts are not reached, nothing is deleted, and no request
+    through the front door fails (test_2's LB case of a bad rollout)."""
     models = [model for model, *_ in BROKEN]
     before = {(h, m): (served_dirs(h, m), available(h, m)) for h in HOSTS for m in models}
     for model, variant, _, version in BROKEN:
         take(users.export_base, f"{model}-{version}-{variant}", model, version)
     run_id = f"user-broken-{time.time_ns()}"
+    assert wait_until(all_up, 120), servers_status()
     try:
-        run = users.rollout("-e", MODELS_VAR, "-e", SMOKE_GATE_ONLY, run_id=run_id)
+        with Load(FRONT) as load:
+            time.sleep(5)
+            load.mark("during")
+            run = users.rollout("-e", MODELS_VAR, "-e", SMOKE_GATE_ONLY, run_id=run_id)
+            load.mark("after")
+            time.sleep(5)
     finally:
         # The fix: the broken exports are withdrawn.
         for model, _, _, version in BROKEN:
             subprocess.run(["rm", "-rf", str(users.export_base / model / str(version))], check=True)
     assert run.rc != 0, run.tail()
     assert "failed the smoke test" in run.output, run.tail()
+    report = load.report()
+    assert report["failed"] == 0, report
+    assert report["phases"]["during"]["grpc"]["ok"] > 50, report
+    assert wait_until(all_up, 60), servers_status()
+    assert set(admin_states().values()) == {0}, admin_states()  # the canary is back in service
     out = run.output
     # The canary's failure names each broken model ("<model>: <check>: <detail>"), and each
     # model's table has a failed row.
@@ -165,8 +195,7 @@ def test_broken_user_versions_stop_at_the_canary(users: Fleet) -> None:
     for model in models:
         assert f"{model}: " in failure, (model, failure)
         assert any(" FAIL" in table for table in rows(out, model)), (model, rows(out, model))
-    report = users.report(run_id)
-    status = {entry["host"]: entry["status"] for entry in report["hosts"]}
+    status = {entry["host"]: entry["status"] for entry in users.report(run_id)["hosts"]}
     assert status == {CANARY: "rolled-back", **{h: "not-reached" for h in HOSTS[1:]}}, status
     for model, _, previous, version in BROKEN:
         assert available(CANARY, model) == [previous], model
