@@ -71,3 +71,30 @@ def test_check_mode_with_the_directory_not_yet_made_reports_a_change(tmp_path: P
     assert result.get("failed") is not True, result
     assert result["changed"] is True
     assert not (tmp_path / "absent").exists()
+
+
+def test_several_files_in_one_run(tmp_path: Path) -> None:
+    """files: each file as path/content would make it, a change only where its content moved."""
+    from helpers import run_collection_module
+
+    models, integrity = tmp_path / "models.prom", tmp_path / "sub" / "integrity.prom"
+    files = [
+        {"path": str(models), "content": "m 1\n", "timestamp_metric": "t_models"},
+        {"path": str(integrity), "content": "r 0\n", "mode": "0640"},
+    ]
+    rc, first = run_collection_module("textfile_metrics", {"files": files}, tmp_path)
+    assert rc == 0 and first["changed"], first
+    assert models.read_text().startswith("m 1\n") and "\nt_models " in models.read_text()
+    assert integrity.read_text() == "r 0\n" and oct(integrity.stat().st_mode & 0o777) == "0o640"
+    stamp = first["timestamps"][str(models)]
+    rc, again = run_collection_module("textfile_metrics", {"files": files}, tmp_path)
+    assert rc == 0 and not again["changed"] and again["timestamps"][str(models)] == stamp
+    files[1]["content"] = "r 1\n"
+    rc, moved = run_collection_module("textfile_metrics", {"files": files}, tmp_path)
+    assert rc == 0 and moved["changed"] and integrity.read_text() == "r 1\n"
+    assert [d["after_header"] for d in moved["diff"]] == [str(integrity)]
+    assert moved["timestamps"][str(models)] == stamp  # the unchanged file kept its timestamp
+    rc, bad = run_collection_module(
+        "textfile_metrics", {"files": [{"path": str(models)}]}, tmp_path
+    )
+    assert rc != 0 and "files[0] needs a path and a content" in bad["msg"], bad
