@@ -67,22 +67,18 @@ def normalize(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _uid(owner: str | None) -> int:
-    if owner is None:
+def _id(kind: str, name: str | None) -> int:
+    """The uid of an owner or the gid of a group named `name`; -1 (left as it is) for None."""
+    if name is None:
         return -1
     try:
-        return pwd.getpwnam(owner).pw_uid
+        return pwd.getpwnam(name).pw_uid if kind == "owner" else grp.getgrnam(name).gr_gid
     except KeyError:
-        raise HostFilesError(f"owner {owner!r} does not exist on this host") from None
+        raise HostFilesError(f"{kind} {name!r} does not exist on this host") from None
 
 
-def _gid(group: str | None) -> int:
-    if group is None:
-        return -1
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise HostFilesError(f"group {group!r} does not exist on this host") from None
+def _ids(entry: dict[str, Any]) -> tuple[int, int]:
+    return _id("owner", entry["owner"]), _id("group", entry["group"])
 
 
 def _attrs_differ(st: os.stat_result, mode: int, uid: int, gid: int) -> bool:
@@ -102,7 +98,7 @@ def plan(entry: dict[str, Any]) -> dict[str, Any]:
     """What bringing one entry to its state changes: {path, action, before, after} with action
     none, create, update (content), attributes (mode or owner only) or remove."""
     path, state = entry["path"], entry["state"]
-    uid, gid = _uid(entry["owner"]), _gid(entry["group"])
+    uid, gid = _ids(entry)
     exists = os.path.lexists(path)
     result: dict[str, Any] = {"path": path, "state": state, "action": "none"}
     if state == "absent":
@@ -177,7 +173,7 @@ def write_atomically(path: str, data: bytes, mode: int, uid: int, gid: int) -> N
 def apply(entry: dict[str, Any], planned: dict[str, Any]) -> None:
     """Carry out one planned change (planned by plan() for the same entry)."""
     path, action = entry["path"], planned["action"]
-    uid, gid = _uid(entry["owner"]), _gid(entry["group"])
+    uid, gid = _ids(entry)
     if action == "none":
         return
     if action == "remove":
@@ -207,8 +203,7 @@ def converge(entries: list[dict[str, Any]], check_mode: bool) -> list[dict[str, 
             for p in plans
         )
         if made_before:
-            _uid(entry["owner"])  # a missing user or group fails now, not half-way
-            _gid(entry["group"])
+            _ids(entry)  # a missing user or group fails now, not half-way
             planned: dict[str, Any] = {"path": entry["path"], "state": entry["state"]}
             if entry["state"] == "file":
                 planned.update(action="create", before="", after=entry["content"])
