@@ -24,7 +24,15 @@ from tfs_bench.fleet import ARCHIVE, sandbox_playbook_args
 from tfs_fleet.client import GrpcClient, RestClient, RetryPolicy, ServingError
 from tfs_fleet.load import LoadSpec
 
-from helpers import BIN, REPO, docker, haproxy_runtime, recap_changed, require_docker_image
+from helpers import (
+    BIN,
+    REPO,
+    docker,
+    haproxy_runtime,
+    recap_changed,
+    require_docker_image,
+    wait_for,
+)
 
 FLEET = "rollout"
 HOSTS = [f"tfs-fleet-{FLEET}-{n}" for n in (1, 2, 3)]
@@ -93,13 +101,13 @@ def all_up() -> bool:
 
 
 def wait_until(predicate: Callable[[], bool], seconds: float, poll: float = 0.5) -> bool:
-    """True once predicate() is, False after `seconds` (bounded)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return False
+    """helpers.wait_for as a verdict: True once predicate() is, False after `seconds`, so the
+    caller's assert names what it saw (the servers' states)."""
+    try:
+        wait_for(predicate, seconds, "the load balancer's state", interval=poll)
+    except AssertionError:
+        return False
+    return True
 
 
 def grpc_port(host: str) -> int:

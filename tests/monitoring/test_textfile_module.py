@@ -97,4 +97,4 @@ def test_several_files_in_one_run(tmp_path: Path) -> None:
     rc, bad = run_collection_module(
         "textfile_metrics", {"files": [{"path": str(models)}]}, tmp_path
     )
-    assert rc != 0 and "files[0] needs a path and a content" in bad["msg"], bad
+    assert rc != 0 and "missing required arguments: content" in bad["msg"], bad

@@ -2,11 +2,12 @@
 # Apache License 2.0
 """Several small files and directories of one role brought to their state in one module run
 (the host_files module): a directory made, a file's content, mode and owner set (written through
-a temporary file in the same directory and renamed over it), a file no longer used removed.
+json_file.write_atomically: a temporary file in the same directory renamed over it), a file no
+longer used removed.
 
 A module run costs a host about 0.2 s of CPU (Python importing Ansible's module_utils from the
 module's zip), whatever it does; a role that writes five small files in five tasks pays it five
-times. Pure Python (no Ansible import), for Python 3.8 and later (managed hosts)."""
+times. No Ansible import (module_utils only), for Python 3.8 and later (managed hosts)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import grp
 import os
 import pwd
 import stat
-import tempfile
 from typing import Any
+
+from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import write_atomically
 
 STATES = ("file", "directory", "absent")
 DEFAULT_MODES = {"file": "0644", "directory": "0755"}
@@ -151,25 +153,6 @@ def _chown(path: str, uid: int, gid: int) -> None:
         os.chown(path, uid, gid, follow_symlinks=False)
 
 
-def write_atomically(path: str, data: bytes, mode: int, uid: int, gid: int) -> None:
-    """Write through a temporary file in the same directory, then rename it over path: a reader
-    sees the old file or the new one, never a part."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        _chown(tmp, uid, gid)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def apply(entry: dict[str, Any], planned: dict[str, Any]) -> None:
     """Carry out one planned change (planned by plan() for the same entry)."""
     path, action = entry["path"], planned["action"]
@@ -184,7 +167,7 @@ def apply(entry: dict[str, Any], planned: dict[str, Any]) -> None:
         os.chmod(path, entry["mode"])
         _chown(path, uid, gid)
     elif action in ("create", "update"):
-        write_atomically(path, entry["content"].encode("utf-8"), entry["mode"], uid, gid)
+        write_atomically(path, entry["content"], entry["mode"], uid, gid)
     else:  # attributes
         os.chmod(path, entry["mode"])
         _chown(path, uid, gid)

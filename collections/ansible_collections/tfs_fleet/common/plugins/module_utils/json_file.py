@@ -1,7 +1,8 @@
 # Copyright: tfs-fleet developers
 # Apache License 2.0
 """Small JSON files that several runs or roles write on a host: strict parsing, a lock next to
-the file, atomic replacement. Shared by the docker_daemon_json and host_record modules.
+the file, atomic replacement. Shared by the docker_daemon_json and host_record modules; the
+atomic write and the diff also by host_files and textfile_metrics.
 
 Pure Python (no Ansible import), for Python 3.8 and later (managed hosts)."""
 
@@ -92,8 +93,9 @@ def lock(path: str) -> int:
     return fd
 
 
-def write_atomically(path: str, text: str, mode: int) -> None:
-    """Write a unique temp file (O_EXCL: never follows a link), fsync, chmod, rename over path."""
+def write_atomically(path: str, text: str, mode: int, uid: int = -1, gid: int = -1) -> None:
+    """Write a unique temp file (O_EXCL: never follows a link), chmod (and chown where uid or gid
+    is not -1), fsync, rename over path: a reader sees the old file or the new one."""
     directory = os.path.dirname(path) or "."
     fd, tmp_path = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
@@ -103,6 +105,8 @@ def write_atomically(path: str, text: str, mode: int) -> None:
             handle.write(text)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
+            if uid != -1 or gid != -1:
+                os.fchown(handle.fileno(), uid, gid)
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     except BaseException:

@@ -87,6 +87,7 @@ from ansible_collections.tfs_fleet.common.plugins.module_utils.host_files import
     HostFilesError,
     converge,
 )
+from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import file_diff
 
 
 def main() -> None:
@@ -117,12 +118,7 @@ def main() -> None:
     except (HostFilesError, OSError) as err:
         module.fail_json(msg=f"host_files: {err}")
     changed = [p["path"] for p in plans if p["action"] != "none"]
-    diff = [
-        {"before": p["before"], "after": p.get("after", ""), "before_header": p["path"],
-         "after_header": p["path"]}
-        for p in plans
-        if "before" in p
-    ]  # fmt: skip
+    diff = [file_diff(p["path"], p["before"], p.get("after", "")) for p in plans if "before" in p]
     module.exit_json(
         changed=bool(changed),
         changed_paths=changed,

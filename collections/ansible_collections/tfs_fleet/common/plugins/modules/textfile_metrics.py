@@ -71,11 +71,14 @@ timestamps:
 
 import os
 import re
-import tempfile
 import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tfs_fleet.common.plugins.module_utils.json_file import (
+    file_diff,
+    write_atomically,
+)
 
 
 def strip_timestamp(text: str, metric: str) -> str:
@@ -106,22 +109,6 @@ def read_timestamp(text: str, metric: str) -> float:
         return float(match.group(1)) if match else 0.0
     except ValueError:
         return 0.0
-
-
-def write_atomically(path: str, data: str, mode: int) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def make_dirs(directory: str) -> None:
@@ -171,11 +158,14 @@ def converge_one(
             os.chmod(path, mode)
         else:
             write_atomically(path, new, mode)
-    return {
-        "changed": True,
-        "timestamp": now,
-        "diff": {"before": old, "after": new, "before_header": path, "after_header": path},
-    }
+    return {"changed": True, "timestamp": now, "diff": file_diff(path, old, new)}
+
+
+# Options of each file, at the top level (one file) and in each entry of files.
+PER_FILE = {
+    "timestamp_metric": {"type": "str", "default": ""},
+    "mode": {"type": "str", "default": "0644"},
+}
 
 
 def main() -> None:
@@ -183,9 +173,16 @@ def main() -> None:
         argument_spec={
             "path": {"type": "path"},
             "content": {"type": "str"},
-            "timestamp_metric": {"type": "str", "default": ""},
-            "mode": {"type": "str", "default": "0644"},
-            "files": {"type": "list", "elements": "dict"},
+            **PER_FILE,
+            "files": {
+                "type": "list",
+                "elements": "dict",
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "content": {"type": "str", "required": True},
+                    **PER_FILE,
+                },
+            },
         },
         mutually_exclusive=[["path", "files"]],
         required_one_of=[["path", "files"]],
@@ -193,21 +190,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    if params["files"] is None:
-        entries = [params]
-    else:
-        entries = []
-        for index, entry in enumerate(params["files"]):
-            if not isinstance(entry.get("path"), str) or not isinstance(entry.get("content"), str):
-                module.fail_json(msg=f"files[{index}] needs a path and a content (text)")
-            entries.append(
-                {
-                    "path": os.path.expanduser(entry["path"]),
-                    "content": entry["content"],
-                    "timestamp_metric": entry.get("timestamp_metric") or "",
-                    "mode": str(entry.get("mode") or "0644"),
-                }
-            )
+    entries = [params] if params["files"] is None else params["files"]
     results = []
     try:
         for entry in entries:
